@@ -1,0 +1,75 @@
+"""AdaFM-Net (He, Dong and Qiao, CVPR 2019): the backbone of the FTN paper's denoising tables.
+
+Official layout (hejingwenhejingwen/AdaFM, ``AdaResNet``), NHWC, channels C (1 grey or 3 RGB):
+
+    fea   = conv3x3 stride 2 (C -> nf)                 the body runs at half resolution
+    body  = nb x [conv3x3 -> AdaFM -> ReLU -> conv3x3 -> AdaFM, + block input]
+            conv3x3 (LR_conv) -> AdaFM, + fea           trunk skip
+    up    = conv3x3 (nf -> 4 nf) -> PixelShuffle x2 -> ReLU
+    out   = conv3x3 (HR_conv0) -> ReLU -> conv3x3 (HR_conv1, nf -> C)
+
+No global input skip; convs have biases, no normalisation. Input (N, H, W, C) in [0, 1] with H, W
+even; output the same shape. AdaFM slots exist only when ``adafm_kernel`` is set:
+``adafm_placement="official"`` puts them after the two convs of every block and after LR_conv
+(33 slots for nb=16); ``"all_but_last"`` after every conv except HR_conv1 (the FTN paper's setup).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+
+from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, modulate, pixel_shuffle
+
+# Kaiming-normal x 0.1 (fan in), the reference code's init for these residual nets without norms.
+scaled_kaiming = nn.initializers.variance_scaling(2.0 * 0.1 ** 2, "fan_in", "normal")
+Conv3x3 = functools.partial(nn.Conv, kernel_size=(3, 3), padding=((1, 1), (1, 1)), kernel_init=scaled_kaiming)
+
+PLACEMENTS = ("official", "all_but_last")
+
+
+class AdaFMNet(nn.Module):
+    """AdaFM-Net; see the module docstring. Defaults are the paper's nb=16, nf=64."""
+
+    channels: int = 3
+    features: int = 64
+    blocks: int = 16
+    adafm_kernel: int | None = None
+    adafm_placement: str = "official"
+
+    @nn.compact
+    def __call__(self, x):
+        check_image_batch(x, self.channels, "AdaFMNet", multiple_of=2)
+        check_adafm_kernel(self.adafm_kernel)
+        if self.adafm_placement not in PLACEMENTS:
+            raise ValueError(f"adafm_placement must be one of {PLACEMENTS}; got {self.adafm_placement!r}")
+        every = self.adafm_placement == "all_but_last"
+        k, nf = self.adafm_kernel, self.features
+        optional = lambda h, name: modulate(h, k if every else None, name)
+
+        fea = optional(Conv3x3(nf, strides=(2, 2), name="fea_conv")(x), "fea")
+        h = fea
+        for i in range(self.blocks):
+            r = modulate(Conv3x3(nf, name=f"block_{i}_conv_a")(h), k, f"block_{i}_a")
+            r = modulate(Conv3x3(nf, name=f"block_{i}_conv_b")(nn.relu(r)), k, f"block_{i}_b")
+            h = h + r
+        h = modulate(Conv3x3(nf, name="lr_conv")(h), k, "lr") + fea
+        h = optional(Conv3x3(4 * nf, name="up_conv")(h), "up")
+        h = nn.relu(pixel_shuffle(h, 2))
+        h = nn.relu(optional(Conv3x3(nf, name="hr_conv0")(h), "hr0"))
+        return Conv3x3(self.channels, name="hr_conv1")(h)
+
+
+VARIANTS = {
+    "paper": dict(blocks=16, features=64),   # 1.41 M parameters (RGB)
+    "small": dict(blocks=8, features=32),    # CPU experiments
+    "tiny": dict(blocks=2, features=16),     # tests and the bundled demo
+}
+
+
+def adafm_net(variant: str = "paper", **overrides) -> AdaFMNet:
+    """AdaFM-Net from the ``VARIANTS`` table, with keyword overrides (channels, adafm_kernel, ...)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown AdaFM-Net variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    return AdaFMNet(**{**VARIANTS[variant], **overrides})
