@@ -1,0 +1,1 @@
+"""Metrics (PSNR/SSIM on RGB and Y), filter similarity and cost accounting."""
