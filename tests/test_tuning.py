@@ -111,9 +111,10 @@ def test_half_half_map_matches_each_half_away_from_seam(net_name):
     assert float(jnp.abs(y_lo - y_hi).max()) > 1e-3
 
 
-def test_per_sample_alpha_equals_loop():
+@pytest.mark.parametrize("net_name,method", [("adafm_net", "ftn"), ("cfsnet", "adafm"), ("dncnn", "dni")])
+def test_per_sample_alpha_equals_loop(net_name, method):
     x = image((3, 16, 16, 3))
-    model, tuner, theta0, phi = setup("adafm_net", "ftn", x)
+    model, tuner, theta0, phi = setup(net_name, method, x)
     alphas = jnp.array([0.0, 0.4, 1.2])
     y = apply_tuned(model, tuner, theta0, phi, x, alphas)
     for i, a in enumerate(alphas):

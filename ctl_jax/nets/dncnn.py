@@ -1,0 +1,53 @@
+"""DnCNN denoiser (Zhang et al., "Beyond a Gaussian Denoiser: Residual Learning of Deep CNN for
+Image Denoising", IEEE TIP 2017), in the KAIR layout with batch norm merged into the convolutions.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, modulate
+
+# Explicit PyTorch-style padding of 1 pixel on each side (same result as "SAME" for 3x3, but
+# stated so that the correspondence with ``nn.Conv2d(..., padding=1)`` is obvious).
+_PAD = ((1, 1), (1, 1))
+
+
+class DnCNN(nn.Module):
+    """DnCNN with residual learning: ``y = x - net(x)``, where ``net`` predicts the noise.
+
+    Layout (``depth`` convolutions, all 3x3 with bias, stride 1, zero padding 1)::
+
+        conv_0: channels -> features, ReLU
+        conv_1 .. conv_{depth-2}: features -> features, ReLU
+        conv_{depth-1}: features -> channels   (no activation)
+
+    Batch norm of the original paper is folded into the conv weights, as in the KAIR model zoo,
+    so ``conv_i`` corresponds to the PyTorch key ``model.{2*i}``.
+
+    With ``adafm_kernel`` set (1, 3, 5 or 7), an AdaFM slot ``adafm_<i>`` sits right after every
+    conv except the last (before its ReLU); the slots are zero-initialised, so a fresh network
+    with slots computes exactly what the slot-free one does with the same conv parameters.
+
+    Input: (N, H, W, channels) float, clean range [0, 1] plus noise (not clipped).
+    Output: (N, H, W, channels), the denoised estimate (not clipped).
+    """
+
+    channels: int = 1
+    depth: int = 17
+    features: int = 64
+    adafm_kernel: int | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        check_image_batch(x, self.channels, "DnCNN")
+        check_adafm_kernel(self.adafm_kernel)
+        if self.depth < 2:
+            raise ValueError(f"DnCNN needs depth >= 2 (first and last conv); got {self.depth}")
+        h = x
+        for i in range(self.depth - 1):
+            h = nn.Conv(self.features, (3, 3), padding=_PAD, name=f"conv_{i}")(h)
+            h = modulate(h, self.adafm_kernel, name=str(i))
+            h = nn.relu(h)
+        noise = nn.Conv(self.channels, (3, 3), padding=_PAD, name=f"conv_{self.depth - 1}")(h)
+        return x - noise
