@@ -290,3 +290,18 @@ def test_bad_inputs_have_clear_errors():
     with pytest.raises(ValueError, match="unknown tuning method"):
         make_tuner("ftn-gc3")
     assert set(TUNERS) == set(METHODS)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_depthwise_conv_matches_xla_grouped_conv_and_its_gradients(k):
+    from ctl_jax.nets.layers import depthwise_conv
+    x = image((2, 9, 11, 4))
+    w = jax.random.normal(jax.random.key(3), (k, k, 4))
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w[:, :, None, :], (1, 1), "SAME", feature_group_count=4,
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(depthwise_conv(x, w), ref(x, w), atol=1e-5)
+    g = jax.random.normal(jax.random.key(4), x.shape)
+    ours = jax.grad(lambda x, w: jnp.sum(g * depthwise_conv(x, w)), argnums=(0, 1))(x, w)
+    theirs = jax.grad(lambda x, w: jnp.sum(g * ref(x, w)), argnums=(0, 1))(x, w)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, atol=1e-4)

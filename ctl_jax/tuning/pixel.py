@@ -21,9 +21,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ctl_jax.nets.layers import DepthwiseConv
 from ctl_jax.tuning.trees import Params, flatten, path_str, subtree
 
-LINEAR_IN_PARAMS = (nn.Conv, nn.ConvTranspose, nn.Dense, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm, nn.PReLU)
+LINEAR_IN_PARAMS = (nn.Conv, nn.ConvTranspose, nn.Dense, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm, nn.PReLU,
+                    DepthwiseConv)
 
 
 def normalize_alpha_map(alpha_map: jax.Array, batch: int) -> jax.Array:

@@ -1,0 +1,6 @@
+"""Data: image sources, patches, degradations with a continuous level."""
+
+from ctl_jax.data.bundled import bundled_images
+from ctl_jax.data.images import (UnreadableImageError, iter_folder, list_images, load_folder, read_image,
+                                 write_image)
+from ctl_jax.data.patches import PatchSampler

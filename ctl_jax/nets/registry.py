@@ -1,0 +1,37 @@
+"""Base networks by name, so checkpoints and configs can record which network they hold."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ctl_jax.nets.adafm_net import adafm_net
+from ctl_jax.nets.cfsnet import cfsnet_main
+from ctl_jax.nets.dncnn import DnCNN
+
+FACTORIES = {
+    "adafm_net": lambda variant, **kw: adafm_net(variant or "paper", **kw),
+    "cfsnet": lambda variant, **kw: cfsnet_main(variant or "cfsnet10", **kw),
+    "dncnn": lambda variant, **kw: DnCNN(**kw),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """A base network: family name, variant of its VARIANTS table, channels, AdaFM slot size."""
+
+    name: str = "adafm_net"
+    variant: str | None = None
+    channels: int = 3
+    adafm_kernel: int | None = None
+
+    def build(self):
+        if self.name not in FACTORIES:
+            raise ValueError(f"unknown network {self.name!r}; choose one of {sorted(FACTORIES)}")
+        return FACTORIES[self.name](self.variant, channels=self.channels, adafm_kernel=self.adafm_kernel)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetworkSpec":
+        return cls(**d)
