@@ -1,0 +1,177 @@
+"""Reading and writing image files as float32 (H, W, C) arrays in [0, 1], C = 1 or 3.
+
+Conversions (all through Pillow, so results match what other Pillow code sees):
+
+- to 3 channels, grey is replicated into R, G and B;
+- to 1 channel, colour becomes luma with Pillow's ``"L"`` conversion
+  (ITU-R 601: L = 0.299 R + 0.587 G + 0.114 B, rounded to 8 bits);
+- an alpha channel (RGBA, LA, palette with transparency) is composited over **white**, as an
+  image viewer shows it. Dropping alpha instead would expose whatever colour the encoder left in
+  fully transparent pixels, often black or garbage;
+- palette ("P") and other colour modes (CMYK, YCbCr, ...) are converted to RGB first;
+- 16-bit grey PNG/TIFF (Pillow modes ``I;16*``) keep their 16 bits: value / 65535. Pillow
+  mode ``I`` (32-bit integer) is taken as 16-bit data too and clipped, and mode ``F``
+  (32-bit float) as already in [0, 1] and clipped. Pillow reduces 16-bit-per-channel *colour*
+  PNGs to 8 bits on opening (it keeps the high byte), so those come out with 8-bit precision.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+CHANNELS = (1, 3)
+
+_HIGH_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_WHITE = (255, 255, 255, 255)
+
+
+class UnreadableImageError(ValueError):
+    """An image file that Pillow cannot open or decode (corrupt, truncated, not an image)."""
+
+
+def check_channels(channels: int) -> None:
+    """Raise a ValueError unless ``channels`` is 1 (grey) or 3 (RGB)."""
+    if channels not in CHANNELS:
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB); got {channels!r}")
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return "A" in image.getbands() or image.mode in ("RGBa", "La") or "transparency" in image.info
+
+
+def _high_bit_grey(image: Image.Image) -> np.ndarray:
+    """(H, W) float32 in [0, 1] from a 16-bit, 32-bit integer or float grey image."""
+    values = np.asarray(image).astype(np.float32)
+    if image.mode != "F":
+        values /= 65535.0
+    return np.clip(values, 0.0, 1.0)
+
+
+def convert_pil(image: Image.Image, channels: int) -> np.ndarray:
+    """A decoded Pillow image -> float32 (H, W, channels) in [0, 1] (conversions: module doc)."""
+    check_channels(channels)
+    if image.mode in _HIGH_BIT_GREY:
+        grey = _high_bit_grey(image)[..., None]
+        return np.repeat(grey, channels, axis=-1) if channels == 3 else grey
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("L" if image.mode == "1" else "RGB")
+    image = image.convert("L" if channels == 1 else "RGB")
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    return pixels[..., None] if channels == 1 else pixels
+
+
+def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
+    """Read a PNG, JPEG, BMP or TIFF file as float32 (H, W, channels) in [0, 1].
+
+    channels: 1 (grey) or 3 (RGB); see the module docstring for the conversions.
+    Raises FileNotFoundError if ``path`` does not exist, and UnreadableImageError (a ValueError)
+    naming the path if Pillow cannot decode it (corrupt, truncated, not an image).
+    """
+    check_channels(channels)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later
+            return convert_pil(image, channels)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise UnreadableImageError(f"cannot read image {path}: {err}") from err
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in ``folder`` (not recursive), sorted by name.
+
+    Image files are those whose suffix, in any case, is one of ``SUFFIXES``.
+    Raises FileNotFoundError if the folder is missing, NotADirectoryError if it is a file, and
+    ValueError naming the folder and the accepted suffixes if it holds no image file.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"expected a folder of images, got a file: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not paths:
+        raise ValueError(f"no image files in {folder}; expected files ending in {', '.join(SUFFIXES)}")
+    return paths
+
+
+def iter_folder(folder: str | os.PathLike, channels: int, min_size: int = 0) -> Iterator[tuple[Path, np.ndarray]]:
+    """Yield ``(path, image)`` for each usable image in ``folder``, in ``list_images`` order.
+
+    image: float32 (H, W, channels) in [0, 1]. Skipped, each with a ``warnings.warn`` naming the
+    file: files Pillow cannot decode, and images whose height or width is below ``min_size``
+    (so that every image yielded can give a min_size x min_size patch).
+    """
+    check_channels(channels)
+    for path in list_images(folder):
+        try:
+            image = read_image(path, channels)
+        except UnreadableImageError as err:
+            warnings.warn(f"skipping unreadable image {path}: {err.__cause__}", stacklevel=2)
+            continue
+        height, width = image.shape[:2]
+        if height < min_size or width < min_size:
+            warnings.warn(
+                f"skipping {path}: {height}x{width} (HxW) is smaller than min_size={min_size}", stacklevel=2
+            )
+            continue
+        yield path, image
+
+
+def load_folder(folder: str | os.PathLike, channels: int, min_size: int = 0) -> list[np.ndarray]:
+    """Read every usable image in ``folder``: a list of float32 (H, W, channels) arrays in [0, 1].
+
+    Unreadable files and images smaller than ``min_size`` in height or width are skipped with a
+    warning naming each (see ``iter_folder``). Raises ValueError naming the folder if no usable
+    image remains.
+    """
+    images = [image for _, image in iter_folder(folder, channels, min_size)]
+    if not images:
+        raise ValueError(
+            f"no usable image in {folder}: every image file was unreadable or smaller than "
+            f"min_size={min_size} (see the warnings above)"
+        )
+    return images
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = False, quality: int = 95) -> None:
+    """Write a float (H, W, 1|3) array in [0, 1] as an 8-bit PNG or JPEG, chosen by suffix.
+
+    Values are scaled by 255, rounded and clipped to 0..255. ``quality`` (1..100) is used for JPEG
+    only. Raises FileExistsError naming the path if it exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+    fmt = formats.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write {path}: suffix must be one of {', '.join(formats)}")
+    array = np.asarray(array)
+    if array.ndim != 3 or array.shape[-1] not in CHANNELS:
+        raise ValueError(f"expected an (H, W, 1) or (H, W, 3) array; got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"expected a float array in [0, 1]; got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"cannot write {path}: the array holds NaN or infinite values")
+    pixels = np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **({"quality": int(quality)} if fmt == "JPEG" else {}))
+    try:
+        # "x" creates the file only if it does not exist, so there is no check-then-write race.
+        with open(path, "wb" if overwrite else "xb") as file:
+            file.write(buffer.getvalue())
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it") from None
