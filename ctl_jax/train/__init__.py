@@ -1,1 +1,1 @@
-"""Training: jitted steps (stage 1 base, stage 2 tuner-only)."""
+"""Two-stage training: jitted steps, the training loop, orbax checkpoints."""

@@ -1,0 +1,171 @@
+"""Sweep reports: JSON, a Markdown summary and plots in one folder.
+
+``write_report(result, out_dir, title=...)`` documents one method's sweep. To compare methods
+(FTN paper Table 2 style), pass all of them as ``method_results={name: SweepResult}``; the CLI does::
+
+    results = {name: sweep(...) for name in ("ftn-gc16", "adafm", "dni")}
+    write_report(results["ftn-gc16"], out_dir, title="AdaFM-Net, sigma 20 -> 80", method_results=results)
+
+The primary ``result`` is written in detail (and added to the comparison if missing); the other
+methods get their own JSON file, their own PSNR table in the Markdown, a column in the
+comparison table and a subplot in the PSNR-vs-alpha figure.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+from typing import Mapping
+
+import numpy as np
+
+from ctl_jax.eval.sweep import SweepResult
+
+PSNR_DIGITS = 2
+SSIM_DIGITS = 4
+
+
+def _num(value: float, digits: int) -> str:
+    return "–" if value is None or np.isnan(value) else f"{value:.{digits}f}"
+
+
+def _alpha(value: float) -> str:
+    return f"{float(value):.3g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def metric_table(result: SweepResult, metric: str = "psnr", digits: int | None = None) -> str:
+    """Markdown table of one metric: rows = levels, columns = alphas; each row's best in bold."""
+    digits = (SSIM_DIGITS if metric.startswith("ssim") else PSNR_DIGITS) if digits is None else digits
+    values = result.metric(metric)
+    rows = []
+    for i, level in enumerate(result.levels):
+        best = int(np.nanargmax(values[i])) if not np.all(np.isnan(values[i])) else -1
+        cells = [_num(v, digits) for v in values[i]]
+        if best >= 0:
+            cells[best] = f"**{cells[best]}**"
+        rows.append([result.level_label(level)] + cells)
+    return _table(["level \\ α"] + [_alpha(a) for a in result.alphas], rows)
+
+
+def best_alpha_table(result: SweepResult) -> str:
+    """Markdown table per level: expected alpha, best alpha and value by PSNR, best alpha by SSIM."""
+    rows = []
+    for i, level in enumerate(result.levels):
+        inp = _num(result.input_psnr[i], PSNR_DIGITS) if result.input_psnr is not None else "–"
+        rows.append([result.level_label(level), _alpha(result.expected_alpha(level)),
+                     _alpha(result.best_alpha(level)), _num(result.best_value(level), PSNR_DIGITS),
+                     _alpha(result.best_alpha(level, "ssim")), _num(result.best_value(level, "ssim"), SSIM_DIGITS),
+                     inp])
+    return _table(["level", "expected α", "best α (PSNR)", "best PSNR", "best α (SSIM)", "best SSIM",
+                   "input PSNR"], rows)
+
+
+def comparison_table(methods: Mapping[str, SweepResult], metric: str = "psnr") -> str:
+    """Best value over each method's alpha grid per level (FTN paper Table 2 style).
+
+    Rows = levels (the union over methods), columns = methods; each cell is "value (α=best)",
+    the row's best value in bold, "–" where a method did not sweep that level.
+    """
+    digits = SSIM_DIGITS if metric.startswith("ssim") else PSNR_DIGITS
+    levels = sorted({float(lv) for r in methods.values() for lv in r.levels})
+    first = next(iter(methods.values()))
+    rows = []
+    for level in levels:
+        cells, values = [], []
+        for res in methods.values():
+            if np.any(np.isclose(res.levels, level)):
+                v = res.best_value(level, metric)
+                values.append(v)
+                cells.append(f"{_num(v, digits)} (α={_alpha(res.best_alpha(level, metric))})")
+            else:
+                values.append(np.nan)
+                cells.append("–")
+        if not np.all(np.isnan(values)):
+            top = round(float(np.nanmax(values)), digits)
+            cells = [f"**{c}**" if not np.isnan(v) and round(float(v), digits) == top else c
+                     for c, v in zip(cells, values)]
+        rows.append([first.level_label(level)] + cells)
+    return _table(["level"] + list(methods), rows)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
+
+
+def _describe(result: SweepResult) -> str:
+    d = result.degradation
+    n = result.per_image["psnr"].shape[-1] if result.per_image else None
+    parts = [f"degradation {d.kind}: level A {result.level_label(d.level_a)} at α=0, "
+             f"level B {result.level_label(d.level_b)} at α=1",
+             f"{n} test images" if n is not None else None,
+             f"border {result.border}", f"seed {result.seed}",
+             f"strategy {result.strategy}" if result.strategy else None]
+    return "; ".join(p for p in parts if p) + "."
+
+
+def _method_section(name: str, result: SweepResult, heading: str) -> list[str]:
+    return [f"{heading} {name}", "", _describe(result), "",
+            "PSNR (dB, RGB), mean over images; best per level in bold:", "", metric_table(result, "psnr"), "",
+            "Best α per level against the linearly expected α = (level - A) / (B - A):", "",
+            best_alpha_table(result), "",
+            "SSIM (RGB):", "", metric_table(result, "ssim"), "",
+            "PSNR (dB, Y channel):", "", metric_table(result, "psnr_y"), "",
+            "SSIM (Y channel):", "", metric_table(result, "ssim_y"), ""]
+
+
+def write_report(result: SweepResult, out_dir, *, title: str,
+                 method_results: Mapping[str, SweepResult] | None = None) -> dict[str, pathlib.Path]:
+    """Write ``sweep.json``, ``sweep.md`` and ``psnr_vs_alpha.png`` (needs matplotlib) to ``out_dir``.
+
+    result: the primary method's sweep. method_results: optional {name: SweepResult} of methods to
+    compare; ``result`` is included under its name if no entry is that object. With two or more
+    methods the report adds ``sweep_<name>.json`` per other method, a comparison table (best PSNR
+    and SSIM per level per method) and one subplot per method.
+
+    Returns {"json", "markdown", "plot", "json_<name>"...: path}.
+    """
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    primary = result.name or "method"
+    methods = dict(method_results or {})
+    if not any(r is result for r in methods.values()):
+        if primary in methods:
+            raise ValueError(f"method_results has another result named {primary!r}; name the primary result "
+                             "differently or include it in method_results")
+        methods = {primary: result, **methods}
+    primary = next(name for name, r in methods.items() if r is result)
+
+    paths = {"json": out / "sweep.json"}
+    paths["json"].write_text(result.to_json(indent=1))
+    for name, res in methods.items():
+        if res is not result:
+            paths[f"json_{name}"] = out / f"sweep_{_slug(name)}.json"
+            paths[f"json_{name}"].write_text(res.to_json(indent=1))
+
+    lines = [f"# {title}", ""]
+    if len(methods) > 1:
+        lines += ["## Comparison", "",
+                  "Best PSNR (dB, RGB) over each method's α grid per level, with the α that gives it; "
+                  "the best method per level in bold:", "", comparison_table(methods, "psnr"), "",
+                  "Best SSIM (RGB):", "", comparison_table(methods, "ssim"), ""]
+    lines += _method_section(primary, result, "##")
+    for name, res in methods.items():
+        if res is not result:
+            lines += [f"## {name}", "", _describe(res), "", "PSNR (dB, RGB):", "", metric_table(res, "psnr"), "",
+                      best_alpha_table(res), ""]
+    lines += ["![PSNR against α](psnr_vs_alpha.png)", ""]
+    paths["markdown"] = out / "sweep.md"
+    paths["markdown"].write_text("\n".join(lines))
+
+    from ctl_jax.eval.plots import plot_psnr_vs_alpha
+
+    paths["plot"] = pathlib.Path(plot_psnr_vs_alpha(methods if len(methods) > 1 else result,
+                                                    os.fspath(out / "psnr_vs_alpha.png"), title))
+    return paths
