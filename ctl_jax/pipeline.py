@@ -153,8 +153,9 @@ def _write_figures(config, out, report, images, degradation, alphas):
 
     levels = config["sweep"]["levels"]
     middle = levels[len(levels) // 2]
-    clean = jnp.asarray(crop_to_multiple(images[0], 2))
-    noisy = jnp.clip(degrade(clean, degradation, middle, seed=config["sweep"].get("seed", 0), index=0), 0, 1)
+    index = len(images) - 1  # the bundled test set ends with a colour photo
+    clean = jnp.asarray(crop_to_multiple(images[index], 2))
+    noisy = jnp.clip(degrade(clean, degradation, middle, seed=config["sweep"].get("seed", 0), index=index), 0, 1)
     strip_alphas = alphas[:: max(1, len(alphas) // 5)]
     for method in config["methods"]:
         spec, _, params = load_params(out / method)
