@@ -8,7 +8,8 @@ Prints, all measured in this process:
   parameters; the base is an input, so its weight gradients are never computed);
 - the FLOPs of each step from XLA's cost analysis and the achieved FLOP/s;
 - the peak conv FLOP/s measured here on the network's dominant conv (3x3, nf -> nf, at the
-  body's half resolution, forward + both backward convs), and each step's fraction of it.
+  body's half resolution): the fastest of its forward, data-gradient and weight-gradient convs,
+  each timed alone; and each step's achieved FLOP/s as a fraction of that peak.
 """
 
 from __future__ import annotations
@@ -39,14 +40,20 @@ def median_time(fn, args_fn, repeats):
     return statistics.median(times)
 
 
-def peak_conv_flops(batch, size, features, repeats):
-    """FLOP/s of the dominant conv's forward and backward (data and weight grads) at its shape."""
+def conv_rates(batch, size, features, repeats) -> dict:
+    """FLOP/s of the dominant conv (3x3, features -> features) at its shape: forward, data gradient
+    and weight gradient, each timed alone. The peak is the fastest of the three."""
     x = jax.random.normal(jax.random.key(0), (batch, size, size, features))
     w = jax.random.normal(jax.random.key(1), (3, 3, features, features)) * 0.05
+    g = jax.random.normal(jax.random.key(2), x.shape)
     conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    fwd_bwd = jax.jit(lambda x, w: jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2), argnums=(0, 1))(x, w))
-    flops = xla_flops(fwd_bwd, x, w)
-    return flops / median_time(fwd_bwd, lambda: (x, w), repeats)
+    kinds = {
+        "forward": jax.jit(conv),
+        "data gradient": jax.jit(lambda x, w: jax.grad(lambda x: jnp.vdot(g, conv(x, w)))(x)),
+        "weight gradient": jax.jit(lambda x, w: jax.grad(lambda w: jnp.vdot(g, conv(x, w)))(w)),
+    }
+    flops = 2.0 * x.size * 9 * features  # one multiply-add per tap, input channel and output element
+    return {name: flops / median_time(f, lambda: (x, w), repeats) for name, f in kinds.items()}
 
 
 def main():
@@ -97,11 +104,13 @@ def main():
 
     t1 = median_time(run_base, base_args, args.repeats)
     t2 = median_time(run_tune, tune_args, args.repeats)
-    peak = peak_conv_flops(args.batch, args.patch // 2, args.features, args.repeats)
+    rates = conv_rates(args.batch, args.patch // 2, args.features, args.repeats)
+    peak = max(rates.values())
 
     print(f"AdaFM-Net nb={args.blocks} nf={args.features}, batch {args.batch}, {args.patch}x{args.patch}, "
           f"AdaFM k={args.adafm_kernel}; devices: {jax.devices()}")
-    print(f"peak conv (3x3 {args.features}->{args.features} fwd+bwd at {args.patch // 2}px): {peak / 1e9:.1f} GFLOP/s")
+    print(f"conv 3x3 {args.features}->{args.features} at {args.patch // 2}px: " +
+          ", ".join(f"{name} {r / 1e9:.1f}" for name, r in rates.items()) + f" GFLOP/s; peak {peak / 1e9:.1f}")
     for name, t, flops in (("stage 1 (base, all params)", t1, base_flops),
                            ("stage 2 (AdaFM only)     ", t2, tune_flops)):
         print(f"{name}: {1e3 * t:8.1f} ms/step  {flops / 1e9:7.2f} GFLOP/step  "

@@ -292,12 +292,12 @@ def test_bad_inputs_have_clear_errors():
     assert set(TUNERS) == set(METHODS)
 
 
-@pytest.mark.parametrize("k", [1, 3, 5, 7])
-def test_depthwise_conv_matches_xla_grouped_conv_and_its_gradients(k):
+@pytest.mark.parametrize("k,shape", [(1, (2, 9, 11, 4)), (3, (3, 33, 7, 2)), (5, (2, 9, 11, 4)), (7, (1, 16, 5, 3))])
+def test_depthwise_conv_matches_xla_grouped_conv_and_its_gradients(k, shape):
     from ctl_jax.nets.layers import depthwise_conv
-    x = image((2, 9, 11, 4))
-    w = jax.random.normal(jax.random.key(3), (k, k, 4))
-    ref = lambda x, w: jax.lax.conv_general_dilated(x, w[:, :, None, :], (1, 1), "SAME", feature_group_count=4,
+    x = image(shape)
+    w = jax.random.normal(jax.random.key(3), (k, k, shape[-1]))
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w[:, :, None, :], (1, 1), "SAME", feature_group_count=shape[-1],
                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_allclose(depthwise_conv(x, w), ref(x, w), atol=1e-5)
     g = jax.random.normal(jax.random.key(4), x.shape)

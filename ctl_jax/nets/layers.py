@@ -35,22 +35,28 @@ def _shifted_sum(x, kernel):
     return sum(xp[:, i:i + h, j:j + w, :] * kernel[i, j] for i in range(k) for j in range(k))
 
 
-def _kernel_gradient(x, g, k):
-    """d/d kernel of sum(g * _shifted_sum(x, kernel)): (k, k, C), one sample at a time.
+def _kernel_gradient(x, g, k, rows: int = 16):
+    """d/d kernel of sum(g * _shifted_sum(x, kernel)): (k, k, C).
 
-    Looping over the batch keeps each sample's x and g in cache while the k*k reductions read
-    them; a single reduction per tap over the whole batch is memory-bound and several times slower.
+    The k*k reductions run tile by tile (``rows`` image rows of one sample, two tiles at a time),
+    so each tile of x and g stays in cache while all taps read it; one reduction per tap over the
+    whole batch is memory-bound and about twice as slow on CPU (benchmarks/train_step.py).
     """
     pad = k // 2
-    h, w = x.shape[1], x.shape[2]
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    n, h, w, c = x.shape
+    extra = -h % rows  # zero rows of g contribute nothing
+    xp = jnp.pad(x, ((0, 0), (pad, pad + extra), (pad, pad), (0, 0)))
+    g = jnp.pad(g, ((0, 0), (0, extra), (0, 0), (0, 0)))
+    starts = range(0, h + extra, rows)
+    x_tiles = jnp.stack([xp[:, r:r + rows + 2 * pad] for r in starts], 1).reshape(-1, rows + 2 * pad, w + 2 * pad, c)
+    g_tiles = g.reshape(-1, rows, w, c)
 
-    def one_sample(args):
+    def one_tile(args):
         xs, gs = args
-        return jnp.stack([jnp.stack([jnp.sum(xs[i:i + h, j:j + w] * gs, axis=(0, 1)) for j in range(k)])
+        return jnp.stack([jnp.stack([jnp.sum(xs[i:i + rows, j:j + w] * gs, axis=(0, 1)) for j in range(k)])
                           for i in range(k)])
 
-    return jnp.sum(jax.lax.map(one_sample, (xp, g)), axis=0)
+    return jnp.sum(jax.lax.map(one_tile, (x_tiles, g_tiles), batch_size=2), axis=0)
 
 
 @jax.custom_vjp
