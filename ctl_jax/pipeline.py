@@ -145,7 +145,9 @@ def config_of(train_config) -> dict:
 
 
 def _write_figures(config, out, report, images, degradation, alphas):
-    """Image strips (one test image across alphas per method) and the per-pixel demo."""
+    """Image strips (one test image across alphas per method), the per-pixel demo, and its input
+    and alpha map as image files (``noisy_input.png``, ``alpha_ramp.png``) to try ``ctl-jax apply`` on."""
+    from ctl_jax.data import write_image
     from ctl_jax.eval.plots import image_strip, per_pixel_demo
     from ctl_jax.eval.sweep import crop_to_multiple, degrade, outputs_over_alphas
     from ctl_jax.train.checkpoint import load_params
@@ -168,6 +170,8 @@ def _write_figures(config, out, report, images, degradation, alphas):
     spec, _, params = load_params(out / method)
     ramp = jnp.tile(jnp.linspace(0.0, 1.0, clean.shape[1]), (clean.shape[0], 1))
     output = apply_tuned(spec.build(), make_tuner(method), params["theta0"], params["phi"], noisy[None], ramp)[0]
+    write_image(report / "noisy_input.png", np.asarray(noisy), overwrite=True)
+    write_image(report / "alpha_ramp.png", np.asarray(ramp)[..., None], overwrite=True)
     per_pixel_demo(np.asarray(noisy), np.clip(np.asarray(output), 0, 1), np.asarray(ramp),
                    report / "per_pixel_demo.png",
                    title=f"{method}, {degradation.kind} {middle:g}: alpha rising left to right")

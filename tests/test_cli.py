@@ -26,7 +26,7 @@ def demo_run(tmp_path_factory):
 def test_run_writes_the_report_folder(demo_run):
     report = demo_run / "report"
     for name in ("sweep.json", "sweep.md", "psnr_vs_alpha.png", "per_pixel_demo.png",
-                 "strip_ftn-gc16.png", "strip_adafm.png", "strip_dni.png"):
+                 "strip_ftn-gc16.png", "strip_adafm.png", "strip_dni.png", "noisy_input.png", "alpha_ramp.png"):
         assert (report / name).stat().st_size > 0, name
     result = json.loads((report / "sweep.json").read_text())
     assert result["levels"] == [20, 40, 60, 80] and len(result["alphas"]) == 3
@@ -61,6 +61,16 @@ def test_apply_with_alpha_and_alpha_map(demo_run, tmp_path):
               "--alpha-map", str(colour_mask)])
     assert main(["apply", "--model", str(tmp_path / "missing"), "--input", str(noisy),
                  "--output", str(tmp_path / "c.png"), "--alpha", "0.5"]) == 2
+
+
+def test_readme_apply_examples_on_the_report_files(demo_run, tmp_path):
+    report = demo_run / "report"
+    out = tmp_path / "restored.png"
+    assert main(["apply", "--model", str(demo_run / "ftn-gc16"), "--input", str(report / "noisy_input.png"),
+                 "--output", str(out), "--alpha", "0.5"]) == 0
+    assert main(["apply", "--model", str(demo_run / "ftn-gc16"), "--input", str(report / "noisy_input.png"),
+                 "--output", str(out), "--alpha-map", str(report / "alpha_ramp.png"), "--overwrite"]) == 0
+    assert np.asarray(Image.open(out)).shape == np.asarray(Image.open(report / "noisy_input.png")).shape
 
 
 def test_sweep_command_compares_models(demo_run, tmp_path):
