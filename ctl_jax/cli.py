@@ -226,10 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from ctl_jax.train.checkpoint import CheckpointError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as err:
         print(f"ctl-jax: error: {err}", file=sys.stderr)
         return 2
     return 0
