@@ -117,7 +117,10 @@ def _alpha_grid(alphas) -> np.ndarray:
 
 
 def _from_scratch(spec, degradation, sweep_cfg, stage1, data, out, images, names):
-    """One base per sweep level, each evaluated at its own level (alpha = 0): a (L, 1) SweepResult."""
+    """One base per sweep level, each evaluated at its own level (alpha = 0): a (L, 1) SweepResult.
+
+    At level A the stage-1 base is that network already (same data, budget and seed); it is reused.
+    """
     from ctl_jax.eval.sweep import SweepResult, sweep
     from ctl_jax.train.checkpoint import load_params
     from ctl_jax.train.trainer import train_base
@@ -126,11 +129,12 @@ def _from_scratch(spec, degradation, sweep_cfg, stage1, data, out, images, names
     sampler = train_sampler(data, spec.channels, config_of(stage1))
     rows = []
     for level in sweep_cfg["levels"]:
-        other = degradation.level_b if level != degradation.level_b else degradation.level_a
-        at_level = Degradation(degradation.kind, level, other)
-        workdir = out / f"scratch_{level:g}"
-        _log(f"from scratch: {spec.name} at {degradation.kind} {level}")
-        train_base(spec, sampler, at_level, workdir, stage1)
+        if level == degradation.level_a:
+            workdir = out / "base"
+        else:
+            workdir = out / f"scratch_{level:g}"
+            _log(f"from scratch: {spec.name} at {degradation.kind} {level}")
+            train_base(spec, sampler, Degradation(degradation.kind, level, degradation.level_a), workdir, stage1)
         _, _, theta0 = load_params(workdir)
         rows.append(sweep(spec.build(), make_tuner("dni"), theta0, theta0, images, degradation, [level], [0.0],
                           seed=sweep_cfg.get("seed", 0), name="from scratch", image_names=names))

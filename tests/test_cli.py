@@ -79,6 +79,14 @@ def test_sweep_command_compares_models(demo_run, tmp_path):
     assert "| level | ftn-gc16 | dni |" in (tmp_path / "r" / "sweep.md").read_text()
 
 
+def test_run_with_from_scratch_rows(tmp_path):
+    assert main(["run", "--config", DEMO + ":smoke", "--out", str(tmp_path), "--set", "methods=['dni']",
+                 "--set", "from_scratch=True", "--set", "sweep.levels=[20, 50]"]) == 0
+    assert not (tmp_path / "scratch_20").exists()  # level A reuses the stage-1 base
+    assert (tmp_path / "scratch_50" / "checkpoints").is_dir()
+    assert "| level | dni | from scratch |" in (tmp_path / "report" / "sweep.md").read_text()
+
+
 def test_config_overrides_and_help():
     config = load_config(DEMO + ":smoke", ["stage1.steps=7", "data.train=/some/folder"])
     assert config["stage1"]["steps"] == 7 and config["data"]["train"] == "/some/folder"
