@@ -21,16 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from ctl_jax.eval.cost import format_cost_table, method_costs
-from ctl_jax.nets.adafm_net import adafm_net
-from ctl_jax.nets.cfsnet import cfsnet_main
-from ctl_jax.nets.dncnn import DnCNN
+from ctl_jax.nets.registry import FACTORIES
 from ctl_jax.tuning import interpolate, make_tuner
-
-NETS = {
-    "adafm_net": lambda variant, **kw: adafm_net(variant or "paper", **kw),
-    "cfsnet": lambda variant, **kw: cfsnet_main(variant or "cfsnet10", **kw),
-    "dncnn": lambda variant, **kw: DnCNN(channels=3, **kw),
-}
 
 
 def timed(fn, *args) -> float:
@@ -41,14 +33,14 @@ def timed(fn, *args) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--net", choices=sorted(NETS), default="adafm_net")
+    parser.add_argument("--net", choices=sorted(FACTORIES), default="adafm_net")
     parser.add_argument("--variant", default=None, help="variant of the network's VARIANTS table")
     parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
     parser.add_argument("--rounds", type=int, default=15, help="alternating timing rounds")
     parser.add_argument("--method", default="ftn", help="tuner whose inference overhead is timed")
     args = parser.parse_args()
 
-    make = functools.partial(NETS[args.net], args.variant)
+    make = functools.partial(FACTORIES[args.net], args.variant, channels=3)
     shape = (1, args.size, args.size, 3)
     rows = method_costs(make, shape, methods=("baseline", "adafm", "ftn", "ftn-gc16", "dni"))
     print(f"{args.net} {args.variant or ''} input {shape}; XLA FLOPs (2 per multiply-add)\n")
