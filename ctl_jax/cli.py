@@ -91,26 +91,15 @@ def cmd_tune(args) -> None:
                 Degradation(**config["degradation"]), args.workdir, TrainConfig(**config["stage2"]))
 
 
-def _load_tuned(model_dir):
-    """(model, tuner, theta0, phi, meta) of a stage-2 run, or of a stage-1 run (alpha has no effect)."""
-    from ctl_jax.train.checkpoint import load_params
-    from ctl_jax.tuning import make_tuner
-
-    spec, meta, params = load_params(model_dir)
-    if meta["stage"] == 1:
-        return spec.build(), make_tuner("dni"), params, params, meta
-    return spec.build(), make_tuner(meta["method"]), params["theta0"], params["phi"], meta
-
-
 def cmd_sweep(args) -> None:
     from ctl_jax.data.degrade import Degradation
     from ctl_jax.eval.report import write_report
     from ctl_jax.eval.sweep import sweep
-    from ctl_jax.pipeline import test_images
+    from ctl_jax.pipeline import load_tuned, test_images
 
     results = {}
     for model_dir in args.model:
-        model, tuner, theta0, phi, meta = _load_tuned(model_dir)
+        model, tuner, theta0, phi, meta = load_tuned(model_dir)
         degradation = Degradation(**meta["degradation"])
         data = {"test": args.data or "bundled", "test_crop": args.crop, "max_test_images": args.max_images}
         images, names = test_images(data, model.channels)
@@ -127,6 +116,7 @@ def cmd_apply(args) -> None:
     import jax.numpy as jnp
 
     from ctl_jax.data import read_image, write_image
+    from ctl_jax.pipeline import load_tuned
     from ctl_jax.tuning import apply_tuned
 
     output = pathlib.Path(args.output)
@@ -134,7 +124,7 @@ def cmd_apply(args) -> None:
         raise SystemExit(f"ctl-jax: {output} exists; pass --overwrite to replace it")
     if (args.alpha is None) == (args.alpha_map is None):
         raise SystemExit("ctl-jax: give exactly one of --alpha and --alpha-map")
-    model, tuner, theta0, phi, _ = _load_tuned(args.model)
+    model, tuner, theta0, phi, _ = load_tuned(args.model)
     image = read_image(args.input, model.channels)
     h, w = image.shape[:2]
     multiple = 2  # AdaFM-Net's stride-2 body; edge-pad odd sizes and crop back afterwards

@@ -22,6 +22,7 @@ import copy
 import pathlib
 import sys
 import time
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +69,27 @@ def train_sampler(data: dict, channels: int, stage: dict):
     return PatchSampler(images, stage["patch_size"], stage["batch_size"], seed=stage.get("seed", 0))
 
 
+class TunedModel(NamedTuple):
+    """A trained model read back from its run folder: network, tuner and both parameter trees."""
+
+    model: Any
+    tuner: Any
+    theta0: Any
+    phi: Any
+    meta: dict
+
+
+def load_tuned(workdir) -> TunedModel:
+    """Read a stage-2 run (or a stage-1 run: DNI with phi = theta0, so alpha has no effect)."""
+    from ctl_jax.train.checkpoint import load_params
+    from ctl_jax.tuning import make_tuner
+
+    spec, meta, params = load_params(workdir)
+    if meta["stage"] == 1:
+        return TunedModel(spec.build(), make_tuner("dni"), params, params, meta)
+    return TunedModel(spec.build(), make_tuner(meta["method"]), params["theta0"], params["phi"], meta)
+
+
 def _log(message: str) -> None:
     print(f"[ctl-jax] {message}", file=sys.stderr, flush=True)
 
@@ -76,9 +98,7 @@ def run_experiment(config: dict, out_dir) -> dict:
     """Run (or resume) the experiment in ``config`` into ``out_dir``; returns {method: SweepResult}."""
     from ctl_jax.eval.report import write_report
     from ctl_jax.eval.sweep import sweep
-    from ctl_jax.train.checkpoint import load_params
     from ctl_jax.train.trainer import TrainConfig, train_base, train_tuner
-    from ctl_jax.tuning import make_tuner
 
     start = time.perf_counter()
     out = pathlib.Path(out_dir)
@@ -93,21 +113,20 @@ def run_experiment(config: dict, out_dir) -> dict:
 
     _log(f"stage 1: {spec.name} ({spec.variant}) at {degradation.kind} {degradation.level_a}")
     train_base(spec, sampler1, degradation, out / "base", stage1)
-    results = {}
+    results, tuned = {}, {}
     for method in config["methods"]:
         _log(f"stage 2: {method} to {degradation.kind} {degradation.level_b}")
         train_tuner(spec, method, out / "base", sampler2, degradation, out / method, stage2)
-        tuned_spec, meta, params = load_params(out / method)
-        results[method] = sweep(tuned_spec.build(), make_tuner(method), params["theta0"], params["phi"], images,
-                                degradation, sweep_cfg["levels"], alphas, seed=sweep_cfg.get("seed", 0),
-                                name=method, image_names=names)
+        t = tuned[method] = load_tuned(out / method)
+        results[method] = sweep(t.model, t.tuner, t.theta0, t.phi, images, degradation, sweep_cfg["levels"], alphas,
+                                seed=sweep_cfg.get("seed", 0), name=method, image_names=names)
     if config.get("from_scratch"):
-        results["from scratch"] = _from_scratch(spec, degradation, sweep_cfg, stage1, data, out, images, names)
+        results["from scratch"] = _from_scratch(spec, degradation, sweep_cfg, stage1, sampler1, out, images, names)
 
     report = out / "report"
     first = config["methods"][0]
     write_report(results[first], report, title=config.get("title", "alpha sweep"), method_results=results)
-    _write_figures(config, out, report, images, degradation, alphas)
+    _write_figures(config, tuned, report, images, degradation, alphas)
     _log(f"done in {time.perf_counter() - start:.0f} s; report in {report}")
     return results
 
@@ -116,7 +135,7 @@ def _alpha_grid(alphas) -> np.ndarray:
     return np.linspace(0.0, 1.0, int(alphas)) if np.isscalar(alphas) else np.asarray(alphas, np.float64)
 
 
-def _from_scratch(spec, degradation, sweep_cfg, stage1, data, out, images, names):
+def _from_scratch(spec, degradation, sweep_cfg, stage1, sampler, out, images, names):
     """One base per sweep level, each evaluated at its own level (alpha = 0): a (L, 1) SweepResult.
 
     At level A the stage-1 base is that network already (same data, budget and seed); it is reused.
@@ -126,7 +145,6 @@ def _from_scratch(spec, degradation, sweep_cfg, stage1, data, out, images, names
     from ctl_jax.train.trainer import train_base
     from ctl_jax.tuning import make_tuner
 
-    sampler = train_sampler(data, spec.channels, config_of(stage1))
     rows = []
     for level in sweep_cfg["levels"]:
         if level == degradation.level_a:
@@ -143,19 +161,13 @@ def _from_scratch(spec, degradation, sweep_cfg, stage1, data, out, images, names
                        name="from scratch", image_names=tuple(names), seed=rows[0].seed)
 
 
-def config_of(train_config) -> dict:
-    """The sampler settings of a TrainConfig."""
-    return {"patch_size": train_config.patch_size, "batch_size": train_config.batch_size, "seed": train_config.seed}
-
-
-def _write_figures(config, out, report, images, degradation, alphas):
+def _write_figures(config, tuned: dict, report, images, degradation, alphas):
     """Image strips (one test image across alphas per method), the per-pixel demo, and its input
     and alpha map as image files (``noisy_input.png``, ``alpha_ramp.png``) to try ``ctl-jax apply`` on."""
     from ctl_jax.data import write_image
     from ctl_jax.eval.plots import image_strip, per_pixel_demo
     from ctl_jax.eval.sweep import crop_to_multiple, degrade, outputs_over_alphas
-    from ctl_jax.train.checkpoint import load_params
-    from ctl_jax.tuning import apply_tuned, make_tuner
+    from ctl_jax.tuning import apply_tuned
 
     levels = config["sweep"]["levels"]
     middle = levels[len(levels) // 2]
@@ -163,17 +175,14 @@ def _write_figures(config, out, report, images, degradation, alphas):
     clean = jnp.asarray(crop_to_multiple(images[index], 2))
     noisy = jnp.clip(degrade(clean, degradation, middle, seed=config["sweep"].get("seed", 0), index=index), 0, 1)
     strip_alphas = alphas[:: max(1, len(alphas) // 5)]
-    for method in config["methods"]:
-        spec, _, params = load_params(out / method)
-        model, tuner = spec.build(), make_tuner(method)
-        outputs = outputs_over_alphas(model, tuner, params["theta0"], params["phi"], noisy, strip_alphas)
+    for method, t in tuned.items():
+        outputs = outputs_over_alphas(t.model, t.tuner, t.theta0, t.phi, noisy, strip_alphas)
         image_strip(list(outputs), strip_alphas, report / f"strip_{method}.png", degraded=np.asarray(noisy),
                     clean=np.asarray(clean), title=f"{method}: {degradation.kind} {middle:g} across alpha")
     # per-pixel demo: alpha rising from 0 (left) to 1 (right) on the first method
-    method = config["methods"][0]
-    spec, _, params = load_params(out / method)
+    method, t = next(iter(tuned.items()))
     ramp = jnp.tile(jnp.linspace(0.0, 1.0, clean.shape[1]), (clean.shape[0], 1))
-    output = apply_tuned(spec.build(), make_tuner(method), params["theta0"], params["phi"], noisy[None], ramp)[0]
+    output = apply_tuned(t.model, t.tuner, t.theta0, t.phi, noisy[None], ramp)[0]
     write_image(report / "noisy_input.png", np.asarray(noisy), overwrite=True)
     write_image(report / "alpha_ramp.png", np.asarray(ramp)[..., None], overwrite=True)
     per_pixel_demo(np.asarray(noisy), np.clip(np.asarray(output), 0, 1), np.asarray(ramp),
