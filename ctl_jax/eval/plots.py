@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ctl_jax.eval.metrics import psnr
 from ctl_jax.eval.sweep import SweepResult
 
 _METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnr_y": "PSNR, Y channel (dB)", "ssim_y": "SSIM, Y channel"}
@@ -54,13 +55,8 @@ def _display(image) -> tuple[np.ndarray, dict]:
 
 
 def _psnr_text(a, b) -> str:
-    value = _psnr(a, b)
+    value = float(psnr(np.clip(np.asarray(a, np.float32), 0, 1), np.asarray(b, np.float32)))
     return "identical" if np.isinf(value) else f"{value:.2f} dB"
-
-
-def _psnr(a, b) -> float:
-    mse = float(np.mean((np.clip(np.asarray(a, np.float64), 0, 1) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 def plot_psnr_vs_alpha(result: SweepResult | Mapping[str, SweepResult], path, title: str | None = None, *,
