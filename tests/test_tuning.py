@@ -292,16 +292,18 @@ def test_bad_inputs_have_clear_errors():
     assert set(TUNERS) == set(METHODS)
 
 
-@pytest.mark.parametrize("k,shape", [(1, (2, 9, 11, 4)), (3, (3, 33, 7, 2)), (5, (2, 9, 11, 4)), (7, (1, 16, 5, 3))])
-def test_depthwise_conv_matches_xla_grouped_conv_and_its_gradients(k, shape):
+@pytest.mark.parametrize("k,shape,dilation", [(1, (2, 9, 11, 4), 1), (3, (3, 33, 7, 2), 1), (5, (2, 9, 11, 4), 1),
+                                             (7, (1, 16, 5, 3), 1), (3, (2, 12, 10, 3), 2), (3, (1, 9, 20, 2), 4)])
+def test_depthwise_conv_matches_xla_grouped_conv_and_its_gradients(k, shape, dilation):
     from ctl_jax.nets.layers import depthwise_conv
     x = image(shape)
     w = jax.random.normal(jax.random.key(3), (k, k, shape[-1]))
-    ref = lambda x, w: jax.lax.conv_general_dilated(x, w[:, :, None, :], (1, 1), "SAME", feature_group_count=shape[-1],
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w[:, :, None, :], (1, 1), "SAME", rhs_dilation=(dilation,) * 2,
+                                                    feature_group_count=shape[-1],
                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(depthwise_conv(x, w), ref(x, w), atol=1e-5)
+    np.testing.assert_allclose(depthwise_conv(x, w, dilation), ref(x, w), atol=1e-5)
     g = jax.random.normal(jax.random.key(4), x.shape)
-    ours = jax.grad(lambda x, w: jnp.sum(g * depthwise_conv(x, w)), argnums=(0, 1))(x, w)
+    ours = jax.grad(lambda x, w: jnp.sum(g * depthwise_conv(x, w, dilation)), argnums=(0, 1))(x, w)
     theirs = jax.grad(lambda x, w: jnp.sum(g * ref(x, w)), argnums=(0, 1))(x, w)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, atol=1e-4)

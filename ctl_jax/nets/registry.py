@@ -6,12 +6,14 @@ import dataclasses
 
 from ctl_jax.nets.adafm_net import adafm_net
 from ctl_jax.nets.cfsnet import cfsnet_main
+from ctl_jax.nets.decouple_net import decouple_net
 from ctl_jax.nets.dncnn import DnCNN
 
 FACTORIES = {
     "adafm_net": lambda variant, **kw: adafm_net(variant or "paper", **kw),
     "cfsnet": lambda variant, **kw: cfsnet_main(variant or "cfsnet10", **kw),
     "dncnn": lambda variant, **kw: DnCNN(**kw),
+    "decouple_net": lambda variant, **kw: decouple_net(variant or "paper", **kw),
 }
 
 

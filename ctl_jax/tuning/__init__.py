@@ -5,6 +5,7 @@ from ctl_jax.tuning.alpha import as_alpha, lerp
 from ctl_jax.tuning.apply import apply_at_alpha, apply_tuned, interpolate
 from ctl_jax.tuning.dni import DNI
 from ctl_jax.tuning.ftn import FTN, ftn_layer_apply, ftn_layer_init
+from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk
 from ctl_jax.tuning.pixel import apply_with_alpha_map
 
 TUNERS = {
