@@ -120,7 +120,8 @@ def train_base(spec: NetworkSpec, sampler, degradation: Degradation, workdir, co
     level = degradation.level_a
     stage = _Stage.of(spec, None, degradation, level, config)
     meta = _meta(stage, "base", 1, config)
-    return _train_loop(stage, None, meta, sampler, workdir, config)
+    return _train_loop(functools.partial(_compile, stage), functools.partial(_degradation_feed, stage, sampler, config),
+                       None, meta, workdir, config)
 
 
 def train_tuner(spec: NetworkSpec, method: str, base_workdir, sampler, degradation: Degradation, workdir,
@@ -152,7 +153,8 @@ def train_tuner(spec: NetworkSpec, method: str, base_workdir, sampler, degradati
     meta = _meta(stage, tuner.name, 2, config)
     meta["base"] = {"workdir": str(Path(base_workdir).resolve()), "relpath": relpath(base_workdir, workdir),
                     "step": base_meta["step"], "network": base_spec.to_dict()}
-    return _train_loop(stage, theta0, meta, sampler, workdir, config)
+    return _train_loop(functools.partial(_compile, stage), functools.partial(_degradation_feed, stage, sampler, config),
+                       theta0, meta, workdir, config)
 
 
 def data_parallel_mesh(batch_size: int) -> tuple[jax.sharding.Mesh, NamedSharding, NamedSharding]:
@@ -197,10 +199,13 @@ class _Compiled:
     optimizer: optax.GradientTransformation
 
 
-def _train_loop(stage: _Stage, frozen, meta: dict, sampler, workdir, config: TrainConfig):
+def _train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, workdir, config: TrainConfig):
     """Train for ``config.steps`` steps in ``workdir`` (resuming if possible); returns the trainable tree.
 
-    ``frozen`` is theta0 in stage 2 (an input of every step, never differentiated), None in stage 1.
+    ``compile_fns(replicated, batch_sharding) -> _Compiled``; ``make_feed(batch_sharding)`` returns
+    ``feed(i)``, the tuple of (sharded) batch arrays of step ``i`` that the step takes after
+    ``frozen``. ``frozen`` is an input of every step that is never differentiated (theta0 in stage
+    2), or None.
     """
     _, replicated, batch_sharding = data_parallel_mesh(config.batch_size)
     workdir = Path(workdir)
@@ -209,11 +214,11 @@ def _train_loop(stage: _Stage, frozen, meta: dict, sampler, workdir, config: Tra
         check_compatible(found, meta, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    fns = _compile(stage, replicated, batch_sharding)
+    fns = compile_fns(replicated, batch_sharding)
+    feed = make_feed(batch_sharding)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
     frozen = None if frozen is None else jax.device_put(frozen, replicated)
     template = jax.eval_shape(fns.init, init_key, frozen)
-    host_degrade = stage.degradation.kind not in ON_DEVICE
     schedule = config.schedule()
     metrics_path = workdir / METRICS_FILE
 
@@ -234,14 +239,7 @@ def _train_loop(stage: _Stage, frozen, meta: dict, sampler, workdir, config: Tra
         s_window = start
         try:
             for s in range(start + 1, config.steps + 1):  # s: number of updates done after this one
-                clean_np = sampler.batch(s - 1)
-                if s == start + 1:
-                    _check_batch(clean_np, config, stage.spec.channels)
-                degraded = None
-                if host_degrade:
-                    degraded = jax.device_put(_jpeg_batch(clean_np, stage.level), batch_sharding)
-                clean = jax.device_put(clean_np, batch_sharding)
-                trainable, opt_state, loss = fns.step(trainable, opt_state, frozen, clean, degraded, data_key,
+                trainable, opt_state, loss = fns.step(trainable, opt_state, frozen, *feed(s - 1), data_key,
                                                       np.int32(s - 1))
                 pending.append((s, loss))
                 if progress:
@@ -274,6 +272,20 @@ def _train_loop(stage: _Stage, frozen, meta: dict, sampler, workdir, config: Tra
             if progress:
                 progress.close()
     return trainable
+
+
+def _degradation_feed(stage: _Stage, sampler, config: TrainConfig, batch_sharding) -> Callable:
+    """feed(i) -> (clean, degraded or None): the sampler's crops of step i; JPEG is applied here on
+    the host, the on-device degradations inside the step."""
+    def feed(i):
+        clean_np = sampler.batch(i)
+        _check_batch(clean_np, config, stage.spec.channels)
+        degraded = None
+        if stage.degradation.kind not in ON_DEVICE:
+            degraded = jax.device_put(_jpeg_batch(clean_np, stage.level), batch_sharding)
+        return jax.device_put(clean_np, batch_sharding), degraded
+
+    return feed
 
 
 @functools.lru_cache(maxsize=16)
