@@ -7,6 +7,12 @@
     ctl-jax apply --model runs/ftn --input noisy.png --output clean.png --alpha 0.3
     ctl-jax apply --model runs/ftn --input noisy.png --output out.png --alpha-map mask.png
 
+Decoupled learning (a hypernetwork imitating parameterised operators):
+
+    ctl-jax prepare-ops --operators l0 wls --out runs/ops_cache
+    ctl-jax train-ops --config experiments/operators.py --cache runs/ops_cache --workdir runs/l0_hyper
+    ctl-jax apply --model runs/l0_hyper --input photo.png --output smooth.png --operator l0 --param 0.02
+
 Configs are Python files whose ``get_config(preset)`` returns a dict (``experiments/``); pick a
 preset with ``--config file.py:preset`` and override any value with ``--set stage1.steps=100``.
 Everything resumes from its checkpoints when re-run with the same output folder.
@@ -112,30 +118,79 @@ def cmd_sweep(args) -> None:
     print(paths["markdown"])
 
 
-def cmd_apply(args) -> None:
-    import jax.numpy as jnp
+def cmd_prepare_ops(args) -> None:
+    from ctl_jax.data.operator_pairs import prepare_operator_cache
+    from ctl_jax.pipeline import test_images
 
+    images, names = test_images({"test": args.data or "bundled-train", "max_test_images": args.max_images},
+                                args.channels)
+    print(prepare_operator_cache(images, names, args.operators, args.out, per_image=args.per_image,
+                                 crop=args.crop, seed=args.seed))
+
+
+def cmd_train_ops(args) -> None:
+    from ctl_jax.operator_pipeline import train_operator_model
+
+    config = load_config(args.config, args.set)
+    train_operator_model(config, args.cache, args.workdir)
+
+
+def cmd_apply(args) -> None:
     from ctl_jax.data import read_image, write_image
-    from ctl_jax.pipeline import load_tuned
-    from ctl_jax.tuning import apply_tuned
+    from ctl_jax.train.checkpoint import latest_meta
 
     output = pathlib.Path(args.output)
     if output.exists() and not args.overwrite:
         raise SystemExit(f"ctl-jax: {output} exists; pass --overwrite to replace it")
+    meta = latest_meta(args.model)
+    if meta is None:
+        raise FileNotFoundError(f"{args.model} holds no checkpoint")
+    operator_model = meta.get("stage") == "operator"
+    channels = meta["network"]["channels"]
+    image = read_image(args.input, channels)
+    h, w = image.shape[:2]
+    multiple = 2  # the networks' stride-2 bodies; edge-pad odd sizes and crop back afterwards
+    padded = np.pad(image, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
+    if operator_model:
+        result = _apply_operator_model(args, padded)
+    else:
+        result = _apply_tuned_model(args, padded)
+    write_image(output, np.clip(np.asarray(result)[:h, :w], 0.0, 1.0), overwrite=args.overwrite)
+    print(output)
+
+
+def _apply_operator_model(args, image):
+    from ctl_jax.train.hyper_trainer import load_operator_model
+
+    if args.alpha is not None or args.alpha_map is not None:
+        raise SystemExit("ctl-jax: this is an operator model: set --param (and --operator), not --alpha")
+    if args.param is None:
+        raise SystemExit("ctl-jax: give the operator's parameter with --param VALUE")
+    model = load_operator_model(args.model)
+    operators = model.gamma_space.operators
+    operator = args.operator or (operators[0] if len(operators) == 1 else None)
+    if operator is None:
+        raise SystemExit(f"ctl-jax: this model was trained on {list(operators)}; choose one with --operator")
+    gamma = model.gamma(operator, args.param, clamp=args.clamp)
+    return model(image[None], gamma)[0]
+
+
+def _apply_tuned_model(args, padded):
+    import jax.numpy as jnp
+
+    from ctl_jax.pipeline import load_tuned
+    from ctl_jax.tuning import apply_tuned
+
+    if args.param is not None or args.operator is not None:
+        raise SystemExit("ctl-jax: --param and --operator are for operator (hypernetwork) models; use --alpha")
     if (args.alpha is None) == (args.alpha_map is None):
         raise SystemExit("ctl-jax: give exactly one of --alpha and --alpha-map")
     model, tuner, theta0, phi, _ = load_tuned(args.model)
-    image = read_image(args.input, model.channels)
-    h, w = image.shape[:2]
-    multiple = 2  # AdaFM-Net's stride-2 body; edge-pad odd sizes and crop back afterwards
-    padded = np.pad(image, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
     if args.alpha_map:
         alpha = _read_alpha_map(args.alpha_map, padded.shape[:2])
     else:
         alpha = args.alpha
-    restored = apply_tuned(model, tuner, theta0, phi, jnp.asarray(padded)[None], alpha)[0, :h, :w]
-    write_image(output, np.clip(np.asarray(restored), 0.0, 1.0), overwrite=args.overwrite)
-    print(output)
+    return apply_tuned(model, tuner, theta0, phi, jnp.asarray(padded)[None], alpha)[0]
 
 
 def _read_alpha_map(path, size) -> np.ndarray:
@@ -203,15 +258,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report folder")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("apply", help="restore one image at a global alpha or with a per-pixel alpha map")
-    p.add_argument("--model", required=True, help="stage-2 (or stage-1) run folder")
+    p = sub.add_parser("apply", help="restore one image at a global alpha or with a per-pixel alpha map, "
+                                     "or run an operator model at --param")
+    p.add_argument("--model", required=True, help="stage-2 (or stage-1) run folder, or an operator model's")
     p.add_argument("--input", required=True, help="degraded image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
     p.add_argument("--output", required=True, help="output image path (.png or .jpg)")
     p.add_argument("--alpha", type=float, help="global control value (0 = level A, 1 = level B; outside extrapolates)")
     p.add_argument("--alpha-map", help="greyscale image: black = alpha 0, white = alpha 1, per pixel; "
                    "resized bilinearly to the input size")
+    p.add_argument("--operator", help="operator models: which operator to imitate (needed when the model "
+                   "was trained on several)")
+    p.add_argument("--param", type=float, help="operator models: the operator's parameter value, e.g. "
+                   "lambda = 0.02 for l0 (must lie in the operator's range)")
+    p.add_argument("--clamp", action="store_true", help="operator models: clip --param into the range "
+                   "instead of refusing it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("prepare-ops", help="compute and cache operator training pairs (slow filters run once)",
+                       description="For every image and operator, draw --per-image parameter values (log or "
+                                   "linear uniform, per operator), run the operator and store the pair in OUT. "
+                                   "Re-running skips pairs already stored.")
+    p.add_argument("--operators", nargs="+", required=True, help="operator names, e.g. l0 wls rtv rgf wmf llf "
+                   "shock denoise deblock super_resolution")
+    p.add_argument("--data", help="folder of clean images (default: the bundled training photos)")
+    p.add_argument("--max-images", type=int, default=None, help="use at most this many images")
+    p.add_argument("--channels", type=int, default=3, help="1 (grey) or 3 (RGB)")
+    p.add_argument("--per-image", type=int, default=4, help="parameter values drawn per image and operator")
+    p.add_argument("--crop", type=int, default=128, help="centre-crop images to at most this size first")
+    p.add_argument("--seed", type=int, default=0, help="seed of the parameter draws")
+    p.add_argument("--out", required=True, help="cache folder")
+    p.set_defaults(func=cmd_prepare_ops)
+
+    p = sub.add_parser("train-ops", help="train a hypernetwork (or baseline [18]) on an operator cache")
+    p.add_argument("--config", required=True, help="experiments/operators.py[:preset]")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=200 (repeatable)")
+    p.add_argument("--cache", required=True, help="folder made by prepare-ops")
+    p.add_argument("--workdir", required=True, help="run folder; resumes if present")
+    p.set_defaults(func=cmd_train_ops)
     return parser
 
 

@@ -28,16 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctl_jax.data.degrade import Degradation
+from ctl_jax.data.images import centre_crop
 from ctl_jax.nets.registry import NetworkSpec
 
 
 def test_images(data: dict, channels: int) -> tuple[list[np.ndarray], list[str]]:
-    """The test images of an experiment (bundled or a folder), centre-cropped to ``test_crop``."""
+    """The test images of an experiment (bundled or a folder) and their names, centre-cropped to
+    ``test_crop``."""
     from ctl_jax.data import bundled_images, iter_folder
-    from ctl_jax.data.bundled import TEST_NAMES
+    from ctl_jax.data.bundled import SPLITS
 
-    if data.get("test", "bundled") == "bundled":
-        images, names = bundled_images("test", channels), list(TEST_NAMES)
+    source = data.get("test", "bundled")
+    if source in ("bundled", "bundled-train"):  # bundled-train: the bundled training photos, by name
+        split = "train" if source == "bundled-train" else "test"
+        images, names = bundled_images(split, channels), list(SPLITS[split])
     else:
         pairs = list(iter_folder(data["test"], channels))
         if not pairs:
@@ -49,13 +53,6 @@ def test_images(data: dict, channels: int) -> tuple[list[np.ndarray], list[str]]
     if crop:
         images = [centre_crop(im, crop) for im in images]
     return images, names
-
-
-def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """The central size x size window (or the whole image along axes shorter than size)."""
-    h, w = image.shape[:2]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return image[top:top + size, left:left + size]
 
 
 def train_sampler(data: dict, channels: int, stage: dict):

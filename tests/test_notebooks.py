@@ -1,5 +1,6 @@
 """The notebooks run top to bottom on a tiny checkpoint."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -38,3 +39,22 @@ def test_explore_alpha_notebook(tmp_path, monkeypatch):
     ns = run_notebook(ROOT / "notebooks" / "explore_alpha.ipynb")
     assert ns["painted"].shape == ns["noisy"].shape
     assert 0.0 <= float(ns["similarity"]["cosine"]) <= 1.0 + 1e-6
+
+
+def test_operators_notebook(tmp_path, monkeypatch):
+    from ctl_jax.data.operator_pairs import prepare_operator_cache
+    from ctl_jax.operator_pipeline import train_operator_model, with_overrides
+    from ctl_jax.pipeline import test_images
+
+    spec = importlib.util.spec_from_file_location("operators_config", ROOT / "experiments" / "operators.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = with_overrides(module.get_config("smoke"), hyper={"preset": "norm7"})  # a cheap-tuning model
+    images, names = test_images({"test": "bundled-train", "max_test_images": 2}, 3)
+    prepare_operator_cache(images, names, ["l0"], tmp_path / "cache", per_image=1, crop=32, progress=False)
+    train_operator_model(config, tmp_path / "cache", tmp_path / "run")
+    monkeypatch.setenv("CTL_OPERATOR_MODEL", str(tmp_path / "run"))
+    monkeypatch.setenv("CTL_NOTEBOOK_SIZE", "32")
+    ns = run_notebook(ROOT / "notebooks" / "operators.ipynb")
+    assert ns["switch_time"] > 0 and ns["full_time"] > 0
+    assert ns["compare"](0.02)[2].shape == (32, 32, 3)

@@ -175,3 +175,10 @@ def write_image(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool =
             file.write(buffer.getvalue())
     except FileExistsError:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it") from None
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central size x size window (or the whole image along axes shorter than size)."""
+    h, w = image.shape[:2]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return image[top:top + size, left:left + size]

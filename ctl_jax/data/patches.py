@@ -76,6 +76,10 @@ class PatchSampler:
         A pure function of (seed, step): calling it again, or on a fresh sampler built with the
         same images and arguments, gives identical values.
         """
+        return self.indexed_batch(step)[0]
+
+    def indexed_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(batch(step), which)``: also the index (batch_size,) of the image each patch came from."""
         step = _check_non_negative_int("step", step)
         rng = np.random.default_rng([self.seed, step])
         n, p = self.batch_size, self.patch_size
@@ -95,4 +99,4 @@ class PatchSampler:
             out[k] = patch
             if self._scales[i] is not None:
                 out[k] *= self._scales[i]
-        return out
+        return out, which

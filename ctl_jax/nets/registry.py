@@ -19,17 +19,20 @@ FACTORIES = {
 
 @dataclasses.dataclass(frozen=True)
 class NetworkSpec:
-    """A base network: family name, variant of its VARIANTS table, channels, AdaFM slot size."""
+    """A base network: family name, variant of its VARIANTS table, channels, AdaFM slot size,
+    constant gamma input channels."""
 
     name: str = "adafm_net"
     variant: str | None = None
     channels: int = 3
     adafm_kernel: int | None = None
+    condition_channels: int = 0  # decouple_net only: baseline [18]'s gamma input channels
 
     def build(self):
         if self.name not in FACTORIES:
             raise ValueError(f"unknown network {self.name!r}; choose one of {sorted(FACTORIES)}")
-        return FACTORIES[self.name](self.variant, channels=self.channels, adafm_kernel=self.adafm_kernel)
+        extra = {"condition_channels": self.condition_channels} if self.condition_channels else {}
+        return FACTORIES[self.name](self.variant, channels=self.channels, adafm_kernel=self.adafm_kernel, **extra)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

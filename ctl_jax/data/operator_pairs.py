@@ -1,0 +1,152 @@
+"""Training pairs for parameterised operators: a disk cache of (input, target, parameter) and a
+deterministic sampler over it.
+
+Filters (L0, WLS, RTV, ...) are slow, so ``prepare_operator_cache`` runs them once: for every
+image and operator it draws ``per_image`` parameter values (the operator's log or linear rule),
+computes the pair and writes ``<image>__<operator>__<j>.npz`` (uint8 input and target, the value).
+A rerun skips files that exist, so an interrupted preparation continues where it stopped; the
+settings are recorded in ``cache.json`` and a rerun with other settings is refused. For a filter
+the input is the image and the target the filtered image; for a restoration operator the input
+is the degraded image and the target the clean one.
+
+``OperatorPairSampler.batch(step) -> (inputs, targets, gammas)`` is a pure function of
+(seed, step), like ``PatchSampler``: input and target get the same crop and flip/rotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ctl_jax.data.images import centre_crop
+from ctl_jax.data.patches import PatchSampler
+from ctl_jax.tuning.gamma import GammaSpace
+
+CACHE_META = "cache.json"
+
+
+def _to_uint8(image) -> np.ndarray:
+    return np.round(np.clip(np.asarray(image, np.float32), 0, 1) * 255).astype(np.uint8)
+
+
+def operator_pair(operator: str, image: np.ndarray, value: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input, target) float32 (H, W, C) for one operator at one parameter value."""
+    from ctl_jax.operators import get_operator
+
+    spec = get_operator(operator)
+    value = spec.check(value)
+    if spec.kind == "restoration":
+        return np.asarray(spec.apply(image, value, seed), np.float32), image
+    return image, np.asarray(spec.apply(image, value), np.float32)
+
+
+def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], operators: Sequence[str], out_dir,
+                           per_image: int = 4, crop: int = 128, seed: int = 0, values: Sequence[float] | None = None,
+                           progress: bool = True) -> Path:
+    """Compute and store the training pairs; returns ``out_dir``. See the module docstring.
+
+    images: float32 (H, W, C) in [0, 1], each center-cropped to at most ``crop`` x ``crop``;
+    names: one unique file-name stem per image. ``values``: instead of drawing ``per_image``
+    random values, use exactly these for every image (test sets, fixed-parameter training).
+    """
+    from ctl_jax.operators import get_operator
+
+    if len(images) != len(names) or len(set(names)) != len(names):
+        raise ValueError("need one unique name per image")
+    specs = [get_operator(op) for op in operators]
+    if values is not None:
+        values = [float(v) for v in values]
+        for spec in specs:
+            for v in values:
+                spec.check(v)
+        per_image = len(values)
+    out_dir = Path(out_dir)
+    settings = {"per_image": int(per_image), "crop": int(crop), "seed": int(seed), "values": values}
+    meta_path = out_dir / CACHE_META
+    if meta_path.exists():
+        found = json.loads(meta_path.read_text())
+        if found != settings:
+            raise ValueError(f"{out_dir} holds a cache made with {found}; requested {settings}. "
+                             "Use another folder or the same settings.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps(settings))
+    jobs = [(i, spec, j) for i in range(len(images)) for spec in specs for j in range(per_image)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc=f"preparing {', '.join(operators)}", unit="pair")
+    for i, spec, j in jobs:
+        path = out_dir / f"{names[i]}__{spec.name}__{j:02d}.npz"
+        if not path.exists():
+            # One stream per (image, operator): the values do not depend on which operators run together.
+            rng = np.random.default_rng([seed, zlib.crc32(names[i].encode()), zlib.crc32(spec.name.encode())])
+            value = values[j] if values is not None else float(spec.sample(rng, per_image)[j])
+            image = centre_crop(np.asarray(images[i], np.float32), crop)
+            pair_seed = int(rng.integers(2 ** 31))
+            inp, target = operator_pair(spec.name, image, value, pair_seed + j)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, input=_to_uint8(inp), target=_to_uint8(target), value=value, operator=spec.name)
+            tmp.replace(path)  # atomic: a kill never leaves a half-written pair
+        if bar:
+            bar.update()
+    if bar:
+        bar.close()
+    return out_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorPair:
+    input: np.ndarray   # uint8 (H, W, C)
+    target: np.ndarray  # uint8 (H, W, C)
+    operator: str
+    value: float
+
+
+def load_operator_cache(cache_dir, operators: Sequence[str] | None = None) -> list[OperatorPair]:
+    """The cached pairs of ``operators`` (all when None), sorted by file name."""
+    cache_dir = Path(cache_dir)
+    if not (cache_dir / CACHE_META).exists():
+        raise FileNotFoundError(f"{cache_dir} is not an operator cache (no {CACHE_META}); "
+                                "make one with `ctl-jax prepare-ops`")
+    pairs = []
+    for path in sorted(cache_dir.glob("*__*__*.npz")):
+        if path.name.endswith(".tmp.npz"):
+            continue
+        operator = path.name.split("__")[1]
+        if operators is not None and operator not in operators:
+            continue
+        with np.load(path) as f:
+            pairs.append(OperatorPair(f["input"], f["target"], str(f["operator"]), float(f["value"])))
+    missing = set(operators or ()) - {p.operator for p in pairs}
+    if not pairs or missing:
+        raise ValueError(f"{cache_dir} has no pairs for {sorted(missing) or list(operators or [])}")
+    return pairs
+
+
+class OperatorPairSampler:
+    """Batches ``(inputs, targets, gammas)`` of random crops of cached pairs.
+
+    inputs, targets: float32 (B, P, P, C) in [0, 1]; gammas: float32 (B, D), each pair's
+    ``gamma_space.encode(operator, value)``.
+    """
+
+    def __init__(self, pairs: Sequence[OperatorPair], gamma_space: GammaSpace, patch_size: int, batch_size: int,
+                 seed: int, augment: bool = True):
+        if not pairs:
+            raise ValueError("OperatorPairSampler needs at least one pair")
+        self.gamma_space = gamma_space
+        self.channels = pairs[0].input.shape[-1]
+        stacked = [np.concatenate([p.input, p.target], axis=-1) for p in pairs]
+        self._patches = PatchSampler(stacked, patch_size, batch_size, seed, augment)
+        self._gammas = np.stack([gamma_space.encode(p.operator, p.value) for p in pairs])
+        self.batch_size, self.patch_size = batch_size, patch_size
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        both, which = self._patches.indexed_batch(step)
+        return both[..., :self.channels], both[..., self.channels:], self._gammas[which]

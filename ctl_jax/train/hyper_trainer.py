@@ -1,0 +1,174 @@
+"""Training and loading decoupled-learning models (one stage, on operator pairs).
+
+Two methods share the loop of ``trainer.py`` (checkpoints, resume after a kill, NaN stop, metrics,
+progress, data parallelism):
+
+- ``hyper``: the weight-learning network's psi; every sample of a batch gets the base-network
+  weights of its own gamma (``apply_hyper``);
+- ``baseline18``: Chen et al.'s baseline [18], the base network with gamma as constant input
+  channels, trained directly.
+
+``sampler.batch(i) -> (inputs, targets, gammas)`` as ``OperatorPairSampler`` gives them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ctl_jax.nets.registry import NetworkSpec
+from ctl_jax.train.checkpoint import Checkpointer, CheckpointError, describe
+from ctl_jax.train.steps import LOSSES
+from ctl_jax.train.trainer import TrainConfig, _Compiled, _optimizer, _train_loop
+from ctl_jax.tuning.gamma import GammaSpace
+from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk, template_of
+
+METHODS = ("hyper", "baseline18")
+
+
+@dataclasses.dataclass(frozen=True)
+class _HyperStage:
+    """Everything the jitted functions depend on (hashable: it keys the compile cache)."""
+
+    spec: NetworkSpec
+    hyper: Hypernet | None     # None: baseline [18]
+    gamma_dim: int
+    input_shape: tuple         # (1, P, P, C)
+    optimizer: tuple
+    loss: str
+    per_sample: str
+
+
+def _network(spec: NetworkSpec, hyper: Hypernet | None, gamma_space: GammaSpace) -> NetworkSpec:
+    if spec.name != "decouple_net":
+        raise ValueError(f"decoupled learning runs on the decouple_net network; got {spec.name!r}")
+    want = 0 if hyper is not None else gamma_space.dim
+    return dataclasses.replace(spec, condition_channels=want)
+
+
+def train_hyper(spec: NetworkSpec, hyper: Hypernet | None, gamma_space: GammaSpace, sampler, workdir,
+                config: TrainConfig, per_sample: str = "map"):
+    """Train ``hyper``'s psi (or, with ``hyper=None``, baseline [18]) in ``workdir``; returns the
+    trained tree. Resumes from the latest checkpoint when there is one."""
+    spec = _network(spec, hyper, gamma_space)
+    if hyper is not None and hyper.gamma_dim != gamma_space.dim:
+        raise ValueError(f"the hypernetwork takes gamma of length {hyper.gamma_dim}, but operators "
+                         f"{list(gamma_space.operators)} give gamma of length {gamma_space.dim}")
+    stage = _HyperStage(spec, hyper, gamma_space.dim, (1, config.patch_size, config.patch_size, spec.channels),
+                        config.optimizer_settings(), config.loss, per_sample)
+    meta = {"network": spec.to_dict(), "method": "hyper" if hyper else "baseline18", "stage": "operator",
+            "hyper": dataclasses.asdict(hyper) if hyper else None, "gamma_space": gamma_space.to_dict(),
+            "config": config.to_dict(), "input_shape": list(stage.input_shape)}
+    return _train_loop(functools.partial(_compile, stage), functools.partial(_pair_feed, sampler, config),
+                       None, meta, workdir, config)
+
+
+def _pair_feed(sampler, config: TrainConfig, batch_sharding):
+    def feed(i):
+        inputs, targets, gammas = sampler.batch(i)
+        if inputs.shape[0] != config.batch_size or inputs.shape[1] != config.patch_size:
+            raise ValueError(f"sampler batches are {inputs.shape}; the config asks for batch_size "
+                             f"{config.batch_size} and patch_size {config.patch_size}")
+        return tuple(jax.device_put(np.asarray(a, np.float32), batch_sharding) for a in (inputs, targets, gammas))
+
+    return feed
+
+
+def _init_fn(stage: _HyperStage):
+    model = stage.spec.build()
+    x = jnp.zeros(stage.input_shape, jnp.float32)
+    if stage.hyper is None:
+        return lambda key: model.init(key, x, jnp.zeros((1, stage.gamma_dim)))["params"]
+
+    def init(key):
+        base_key, fc_key = jax.random.split(key)
+        return stage.hyper.init(fc_key, model.init(base_key, x)["params"])
+
+    return init
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(stage: _HyperStage, replicated, batch_sharding) -> _Compiled:
+    model = stage.spec.build()
+    optimizer = _optimizer(stage.optimizer)
+    loss_fn = LOSSES[stage.loss]
+    init = _init_fn(stage)
+
+    def predict(trainable, inputs, gammas):
+        if stage.hyper is None:
+            return model.apply({"params": trainable}, inputs, gammas)
+        return apply_hyper(model, stage.hyper, trainable, inputs, gammas, stage.per_sample)
+
+    def step(trainable, opt_state, frozen, inputs, targets, gammas, data_key, index):
+        del frozen, data_key, index
+        loss, grads = jax.value_and_grad(lambda t: loss_fn(predict(t, inputs, gammas), targets))(trainable)
+        updates, opt_state = optimizer.update(grads, opt_state, trainable)
+        return optax.apply_updates(trainable, updates), opt_state, loss
+
+    return _Compiled(
+        init=jax.jit(lambda key, frozen: init(key), out_shardings=replicated),
+        opt_init=jax.jit(optimizer.init, out_shardings=replicated),
+        step=jax.jit(step, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated)),
+        optimizer=optimizer,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorModel:
+    """A trained decoupled-learning model (``hyper``) or baseline [18] (``hyper is None``)."""
+
+    spec: NetworkSpec
+    hyper: Hypernet | None
+    gamma_space: GammaSpace
+    params: Any            # psi, or the baseline's parameters
+    meta: dict
+
+    @property
+    def model(self):
+        return self.spec.build()
+
+    def gamma(self, operator: str, value, clamp: bool = False) -> np.ndarray:
+        return self.gamma_space.encode(operator, value, clamp)
+
+    def __call__(self, x, gamma):
+        """Output for images x (N, H, W, C) and gamma (D,) or per-sample (N, D)."""
+        gamma = self.gamma_space.check(gamma)
+        if self.hyper is None:
+            return self.model.apply({"params": self.params}, x, jnp.broadcast_to(gamma, (x.shape[0], gamma.shape[-1])))
+        return apply_hyper(self.model, self.hyper, self.params, x, gamma)
+
+    def trunk(self, x):
+        """Cheap tuning: the features shared by every gamma (hypernetwork models only)."""
+        if self.hyper is None:
+            raise ValueError("baseline [18] takes gamma at its input: there is no trunk to share")
+        return hyper_trunk(self.model, self.hyper, self.params, x)
+
+    def head(self, trunk_state, gamma, x_shape):
+        """Cheap tuning: the output for gamma (D,) from ``trunk(x)``'s state."""
+        template = template_of(self.model, jax.ShapeDtypeStruct((1,) + tuple(x_shape[1:]), jnp.float32))
+        return hyper_head(self.model, self.hyper, self.params, trunk_state, self.gamma_space.check(gamma),
+                          template)
+
+
+def load_operator_model(workdir, step: int | None = None) -> OperatorModel:
+    """Read a model trained by ``train_hyper`` (read-only). ``step`` defaults to the latest."""
+    with Checkpointer(workdir) as ckpt:
+        meta = ckpt.read_meta(step)
+    if meta.get("stage") != "operator":
+        raise CheckpointError(f"{workdir} does not hold an operator model (hyper / baseline18): {describe(meta)}")
+    spec = NetworkSpec.from_dict(meta["network"])
+    hyper = Hypernet(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["hyper"].items()}) \
+        if meta["hyper"] else None
+    gamma_space = GammaSpace.from_dict(meta["gamma_space"])
+    stage = _HyperStage(spec, hyper, gamma_space.dim, tuple(meta["input_shape"]), (), "l2", "map")
+    template = jax.eval_shape(_init_fn(stage), jax.random.key(0))
+    with Checkpointer(workdir) as ckpt:
+        params = ckpt.restore(template, step=step)["params"]
+    return OperatorModel(spec, hyper, gamma_space, params, meta)
+

@@ -1,0 +1,133 @@
+"""Decoupled learning end to end: operator cache, sampler, gamma space, training, loading, CLI."""
+
+import importlib.util
+import os
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ctl_jax.cli import main
+from ctl_jax.data.images import write_image
+from ctl_jax.data.operator_pairs import OperatorPairSampler, load_operator_cache, prepare_operator_cache
+from ctl_jax.operator_pipeline import evaluate_operator_model, train_operator_model, with_overrides
+from ctl_jax.tuning.gamma import GammaSpace
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def smoke_config(**changes):
+    spec = importlib.util.spec_from_file_location("operators_config", ROOT / "experiments" / "operators.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return with_overrides(module.get_config("smoke"), **changes)
+
+
+def photos(n=2, size=40):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size] / size
+    return [np.clip(np.stack([xx, yy, (xx + yy) / 2], -1) * (0.5 + 0.5 * (xx > 0.3 + 0.2 * k))[..., None]
+                    + 0.05 * rng.standard_normal((size, size, 3)), 0, 1).astype(np.float32) for k in range(n)]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache")
+    prepare_operator_cache(photos(), ["a", "b"], ["l0", "denoise"], out, per_image=2, crop=32, progress=False)
+    return out
+
+
+def test_cache_holds_every_pair_and_reruns_reuse_it(cache):
+    pairs = load_operator_cache(cache)
+    assert len(pairs) == 2 * 2 * 2
+    for p in pairs:
+        assert p.input.shape == p.target.shape == (32, 32, 3) and p.input.dtype == np.uint8
+        spec_low, spec_high = {"l0": (0.002, 0.2), "denoise": (10, 70)}[p.operator]
+        assert spec_low <= p.value <= spec_high
+    denoise = [p for p in pairs if p.operator == "denoise"][0]
+    assert np.abs(denoise.input.astype(int) - denoise.target).mean() > 2  # the input is the noisy one
+    stamps = {f: f.stat().st_mtime_ns for f in cache.glob("*.npz")}
+    prepare_operator_cache(photos(), ["a", "b"], ["l0", "denoise"], cache, per_image=2, crop=32, progress=False)
+    assert {f: f.stat().st_mtime_ns for f in cache.glob("*.npz")} == stamps
+    with pytest.raises(ValueError, match="holds a cache made with"):
+        prepare_operator_cache(photos(), ["a", "b"], ["l0"], cache, per_image=3, crop=32, progress=False)
+
+
+def test_gamma_space_encodes_and_refuses():
+    one, two = GammaSpace(("l0",)), GammaSpace(("l0", "denoise"))
+    np.testing.assert_allclose(one.encode("l0", 0.02), [0.5], atol=1e-6)  # the log-midpoint of [0.002, 0.2]
+    np.testing.assert_allclose(two.encode("denoise", 40), [0.5, 1.0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[0.002, 0.2\]"):
+        one.encode("l0", 0.5)
+    np.testing.assert_allclose(one.encode("l0", 0.5, clamp=True), [1.0])
+    with pytest.raises(ValueError, match="trained on \\['l0'\\], not on 'wls'"):
+        one.encode("wls", 1.0)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        two.check([0.5])
+    with pytest.raises(ValueError, match="unknown"):
+        GammaSpace(("nope",))
+
+
+def test_sampler_is_deterministic_and_crops_pairs_together(cache):
+    pairs = load_operator_cache(cache)
+    space = GammaSpace(("l0", "denoise"))
+    sampler = OperatorPairSampler(pairs, space, patch_size=16, batch_size=4, seed=3)
+    a, b = sampler.batch(5), OperatorPairSampler(pairs, space, 16, 4, seed=3).batch(5)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    inputs, targets, gammas = a
+    assert inputs.shape == targets.shape == (4, 16, 16, 3) and gammas.shape == (4, 2)
+    encoded = {tuple(space.encode(p.operator, p.value)) for p in pairs}
+    assert all(tuple(g) in encoded for g in gammas)
+    # the same crop of input and target: the l0 target is a smoothed input, close to it
+    for x, y, g in zip(inputs, targets, gammas):
+        if g[1] == 0.5:
+            assert np.abs(x - y).mean() < 0.1
+
+
+@pytest.mark.parametrize("method", ["hyper", "baseline18"])
+def test_train_load_apply_and_evaluate(cache, tmp_path, method):
+    config = smoke_config(method=method, operators=["l0", "denoise"])
+    model = train_operator_model(config, cache, tmp_path / "run")
+    assert (model.hyper is None) == (method == "baseline18")
+    x = jnp.asarray(photos(1, 16)[0])[None]
+    out_a = model(x, model.gamma("l0", 0.01))
+    out_b = model(x, model.gamma("denoise", 30))
+    assert out_a.shape == x.shape and np.all(np.isfinite(out_a))
+    assert out_b.shape == x.shape
+    scores = evaluate_operator_model(model, cache, "l0")
+    assert len(scores) == 4 and all(np.isfinite(s["psnr"]) for s in scores.values())
+    with pytest.raises(ValueError, match=r"gamma must have shape"):
+        model(x, jnp.zeros((3,)))
+
+
+def test_fixed_values_select_the_single_parameter_pairs(tmp_path):
+    cache = tmp_path / "fixed"
+    prepare_operator_cache(photos(), ["a", "b"], ["l0"], cache, values=[0.01, 0.1], crop=32, progress=False)
+    assert sorted({p.value for p in load_operator_cache(cache)}) == [0.01, 0.1]
+    model = train_operator_model(smoke_config(values={"l0": [0.1]}), cache, tmp_path / "single")
+    assert set(evaluate_operator_model(model, cache, "l0")) == {0.01, 0.1}
+    with pytest.raises(ValueError, match="no pairs at the requested values"):
+        train_operator_model(smoke_config(values={"l0": [0.05]}), cache, tmp_path / "none")
+
+
+def test_cli_prepare_train_apply(tmp_path, capsys):
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    assert main(["prepare-ops", "--operators", "l0", "--max-images", "2", "--per-image", "1", "--crop", "32",
+                 "--out", str(cache)]) == 0
+    assert main(["train-ops", "--config", str(ROOT / "experiments" / "operators.py") + ":smoke",
+                 "--cache", str(cache), "--workdir", str(run)]) == 0
+    image = tmp_path / "in.png"
+    write_image(image, photos(1, 21)[0])  # odd size: padded and cropped back
+    out = tmp_path / "out.png"
+    assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--param", "0.05"]) == 0
+    assert out.exists()
+    assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--param", "5",
+                 "--overwrite"]) == 2
+    assert "[0.002, 0.2]" in capsys.readouterr().err
+    assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--param", "5",
+                 "--clamp", "--overwrite"]) == 0
+    with pytest.raises(SystemExit, match="--param"):
+        main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--alpha", "0.5",
+              "--overwrite"])
