@@ -9,6 +9,8 @@ A config (``experiments/operators.py``) is a dict:
     train:     TrainConfig fields
     values:    None, or {operator: [values]}: train only on cached pairs at these values (the
                "single" networks of Tables I-II and the fixed values of Table XIV)
+    per_sample: "map" (each sample its own weights), "vmap", or "shared" (one gamma per batch;
+               needs a cache made with fixed values shared by the images)
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ def train_operator_model(config: dict, cache_dir, workdir) -> OperatorModel:
     gamma_space = GammaSpace(tuple(config["operators"]))
     train = TrainConfig(**config["train"])
     pairs = _selected(load_operator_cache(cache_dir, gamma_space.operators), config.get("values"))
-    sampler = OperatorPairSampler(pairs, gamma_space, train.patch_size, train.batch_size, train.seed)
+    per_sample = config.get("per_sample", "map")
+    sampler = OperatorPairSampler(pairs, gamma_space, train.patch_size, train.batch_size, train.seed,
+                                  shared_gamma=per_sample == "shared")
     train_hyper(NetworkSpec(**config["network"]), hypernet_of(config, gamma_space), gamma_space, sampler, workdir,
-                train, per_sample=config.get("per_sample", "map"))
+                train, per_sample=per_sample)
     return load_operator_model(workdir)
 
 

@@ -131,3 +131,21 @@ def test_cli_prepare_train_apply(tmp_path, capsys):
     with pytest.raises(SystemExit, match="--param"):
         main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--alpha", "0.5",
               "--overwrite"])
+
+
+def test_shared_gamma_batches_hold_one_value_and_train(tmp_path):
+    cache = tmp_path / "grid"
+    prepare_operator_cache(photos(3), ["a", "b", "c"], ["l0"], cache, values=[0.01, 0.1], crop=32, progress=False)
+    pairs = load_operator_cache(cache)
+    sampler = OperatorPairSampler(pairs, GammaSpace(("l0",)), 16, 4, seed=0, shared_gamma=True)
+    seen = set()
+    for step in range(8):
+        gammas = sampler.batch(step)[2]
+        assert np.all(gammas == gammas[0])
+        seen.add(float(gammas[0, 0]))
+    assert len(seen) == 2
+    model = train_operator_model(smoke_config(per_sample="shared"), cache, tmp_path / "run")
+    assert len(evaluate_operator_model(model, cache, "l0")) == 2
+    one_image_per_value = [p for p in pairs if p.value == 0.01][:1] + [p for p in pairs if p.value == 0.1][:1]
+    with pytest.raises(ValueError, match="fixed values"):
+        OperatorPairSampler(one_image_per_value, GammaSpace(("l0",)), 16, 4, 0, shared_gamma=True)

@@ -134,19 +134,35 @@ class OperatorPairSampler:
 
     inputs, targets: float32 (B, P, P, C) in [0, 1]; gammas: float32 (B, D), each pair's
     ``gamma_space.encode(operator, value)``.
+
+    ``shared_gamma=True`` makes every batch hold one (operator, value): each step draws one of the
+    cached (operator, value) groups, then its crops. The network then needs one set of weights per
+    step instead of one per sample, which trains several times faster (benchmarks/hyper_gamma.py);
+    it needs a cache made with fixed ``values`` shared by the images.
     """
 
     def __init__(self, pairs: Sequence[OperatorPair], gamma_space: GammaSpace, patch_size: int, batch_size: int,
-                 seed: int, augment: bool = True):
+                 seed: int, augment: bool = True, shared_gamma: bool = False):
         if not pairs:
             raise ValueError("OperatorPairSampler needs at least one pair")
-        self.gamma_space = gamma_space
+        self.gamma_space, self.shared_gamma = gamma_space, shared_gamma
         self.channels = pairs[0].input.shape[-1]
-        stacked = [np.concatenate([p.input, p.target], axis=-1) for p in pairs]
-        self._patches = PatchSampler(stacked, patch_size, batch_size, seed, augment)
-        self._gammas = np.stack([gamma_space.encode(p.operator, p.value) for p in pairs])
-        self.batch_size, self.patch_size = batch_size, patch_size
+        self.batch_size, self.patch_size, self.seed = batch_size, patch_size, seed
+        groups = {}
+        for p in pairs:
+            groups.setdefault((p.operator, p.value) if shared_gamma else None, []).append(p)
+        if shared_gamma and len(groups) == len(pairs) > 1:
+            raise ValueError("shared_gamma needs several images per (operator, value): prepare the cache with "
+                             "fixed values (prepare_operator_cache(..., values=[...]))")
+        self._groups = [(PatchSampler([np.concatenate([p.input, p.target], -1) for p in group], patch_size,
+                                      batch_size, seed, augment),
+                         np.stack([gamma_space.encode(p.operator, p.value) for p in group]))
+                        for _, group in sorted(groups.items(), key=lambda kv: str(kv[0]))]
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        both, which = self._patches.indexed_batch(step)
-        return both[..., :self.channels], both[..., self.channels:], self._gammas[which]
+        # a child stream of (seed, step), independent of the one PatchSampler crops with
+        child = np.random.SeedSequence([self.seed, step]).spawn(1)[0]
+        group = int(np.random.default_rng(child).integers(len(self._groups)))
+        patches, gammas = self._groups[group]
+        both, which = patches.indexed_batch(step)
+        return both[..., :self.channels], both[..., self.channels:], gammas[which]

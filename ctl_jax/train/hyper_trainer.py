@@ -55,7 +55,16 @@ def _network(spec: NetworkSpec, hyper: Hypernet | None, gamma_space: GammaSpace)
 def train_hyper(spec: NetworkSpec, hyper: Hypernet | None, gamma_space: GammaSpace, sampler, workdir,
                 config: TrainConfig, per_sample: str = "map"):
     """Train ``hyper``'s psi (or, with ``hyper=None``, baseline [18]) in ``workdir``; returns the
-    trained tree. Resumes from the latest checkpoint when there is one."""
+    trained tree. Resumes from the latest checkpoint when there is one.
+
+    per_sample: how a batch's gammas reach the weights: "map" / "vmap" (each sample its own
+    weights, see ``apply_hyper``), or "shared" (one gamma per batch; needs a sampler with
+    ``shared_gamma=True``, several times faster).
+    """
+    if per_sample not in ("map", "vmap", "shared"):
+        raise ValueError(f"per_sample must be 'map', 'vmap' or 'shared'; got {per_sample!r}")
+    if (per_sample == "shared") != bool(getattr(sampler, "shared_gamma", False)):
+        raise ValueError("per_sample='shared' and a sampler with shared_gamma=True go together")
     spec = _network(spec, hyper, gamma_space)
     if hyper is not None and hyper.gamma_dim != gamma_space.dim:
         raise ValueError(f"the hypernetwork takes gamma of length {hyper.gamma_dim}, but operators "
@@ -103,6 +112,8 @@ def _compile(stage: _HyperStage, replicated, batch_sharding) -> _Compiled:
     def predict(trainable, inputs, gammas):
         if stage.hyper is None:
             return model.apply({"params": trainable}, inputs, gammas)
+        if stage.per_sample == "shared":
+            return apply_hyper(model, stage.hyper, trainable, inputs, gammas[0])
         return apply_hyper(model, stage.hyper, trainable, inputs, gammas, stage.per_sample)
 
     def step(trainable, opt_state, frozen, inputs, targets, gammas, data_key, index):
