@@ -5,7 +5,8 @@ A config (``experiments/operators.py``) is a dict:
     network:   NetworkSpec fields (name "decouple_net", variant, channels)
     operators: operator names; one gives gamma (1,), several add the operator id
     method:    "hyper" (weight-learning network) or "baseline18" (gamma as input channels)
-    hyper:     {"preset": a ctl_jax.tuning.hyper.PRESETS name, "hidden": None | int, "relu": bool}
+    hyper:     {"preset": a ctl_jax.tuning.hyper.PRESETS name (or "predict": [patterns], "part": ...),
+                "hidden": None | int, "relu": bool}
     train:     TrainConfig fields
     values:    None, or {operator: [values]}: train only on cached pairs at these values (the
                "single" networks of Tables I-II and the fixed values of Table XIV)
@@ -38,8 +39,10 @@ def hypernet_of(config: dict, gamma_space: GammaSpace) -> Hypernet | None:
     if method != "hyper":
         raise ValueError(f"method must be 'hyper' or 'baseline18'; got {method!r}")
     h = config.get("hyper", {})
-    return Hypernet.preset(h.get("preset", "all-convs"), gamma_dim=gamma_space.dim, hidden=h.get("hidden"),
-                           relu=h.get("relu", False))
+    options = dict(gamma_dim=gamma_space.dim, hidden=h.get("hidden"), relu=h.get("relu", False))
+    if h.get("predict"):  # explicit leaf patterns, e.g. ["norm13/*"] for networks numbered unlike the paper's
+        return Hypernet(tuple(h["predict"]), h.get("part", "all"), **options)
+    return Hypernet.preset(h.get("preset", "all-convs"), **options)
 
 
 def _selected(pairs, values: dict | None):

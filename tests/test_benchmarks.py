@@ -14,6 +14,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
     ("cost_table.py", ["--net", "cfsnet", "--variant", "tiny", "--size", "32", "--rounds", "1"], "overhead"),
     ("train_step.py", ["--blocks", "1", "--features", "8", "--batch", "2", "--patch", "16", "--repeats", "1"],
      "stage 2 / stage 1 step time"),
+    ("hyper_gamma.py", ["--variant", "tiny", "--batch", "2", "--size", "16", "--repeats", "1"], "per sample, vmap"),
+    ("switch_time.py", ["--sizes", "32x24", "--repeats", "1"], "full / switch"),
 ])
 def test_benchmark_script_runs(script, args, expect):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}

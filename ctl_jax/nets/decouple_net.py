@@ -35,8 +35,11 @@ import flax.linen as nn
 
 from ctl_jax.nets.layers import DepthwiseConv, check_image_batch
 
-# He-normal over fan-out (k*k*C_out), the reference code's init.
+# He-normal over fan-out (k*k*C_out), the reference code's init. The reference works on 0..255
+# pixels; on our 0..1 scale the last conv gets the same init divided by 255, so the initial output
+# is as small relative to the image range as there.
 he_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+he_fan_out_last = nn.initializers.variance_scaling(2.0 / 255 ** 2, "fan_out", "normal")
 
 # features, residual block type, dilations of the residual blocks
 VARIANTS = {
@@ -93,7 +96,7 @@ def network_ops(variant: str, channels: int) -> list[tuple]:
         ops.append(("add_relu",))
     layer("deconv", f)
     layer("conv", 3, 1, 1, f)
-    layer("conv", 3, 1, 1, channels, norm=False)
+    layer("conv", 3, 1, 1, channels, norm=False, relu=False)  # the final ReLU is applied by the caller
     return ops
 
 
@@ -155,8 +158,9 @@ class DecoupleNet(nn.Module):
         if kind == "conv":
             _, name, k, stride, dilation, features = op
             pad = dilation * (k // 2)
+            init = he_fan_out_last if features == self.channels else he_fan_out
             h = nn.Conv(features, (k, k), (stride, stride), padding=((pad, pad), (pad, pad)),
-                        kernel_dilation=(dilation, dilation), use_bias=False, kernel_init=he_fan_out, name=name)(h)
+                        kernel_dilation=(dilation, dilation), use_bias=False, kernel_init=init, name=name)(h)
         elif kind == "depthwise":
             h = DepthwiseConv(3, dilation=op[2], use_bias=False, kernel_init=he_fan_out, name=op[1])(h)
         elif kind == "deconv":

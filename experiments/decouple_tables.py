@@ -1,0 +1,206 @@
+"""CPU-scale reproductions of the decoupled-learning paper's tables (Fan et al., TPAMI 2019).
+
+    python experiments/decouple_tables.py --train ../shared/data/train/bsds400 \\
+        --test ../shared/data/test/cbsd68 --out runs/decouple
+
+Writes OUT/tables.md (and OUT/results.json); the numbers in experiments/README.md come from it.
+Every model is the "small" DecoupleNet trained for the same number of steps with one gamma per
+batch on a grid of parameter values (``per_sample="shared"``); caches of operator outputs are
+built once and reused by reruns, and so are finished runs.
+
+Tables: "1" (I-II: one network per fixed value vs one over the range), "3" (III: joint training
+vs one operator, vs baseline [18]), "12" (XII: which layer is predicted), "14" (XIV: trained on 5
+values, tested on 4 unseen ones), "denoise" (the hypernetwork as a sigma 20..80 colour denoiser).
+Table V (switching time) is benchmarks/switch_time.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ctl_jax.data.operator_pairs import prepare_operator_cache  # noqa: E402
+from ctl_jax.operator_pipeline import evaluate_operator_model, train_operator_model, with_overrides  # noqa: E402
+from ctl_jax.operators import get_operator  # noqa: E402
+from ctl_jax.pipeline import test_images  # noqa: E402
+
+STEPS = 300
+BASE = {
+    "network": {"name": "decouple_net", "variant": "small", "channels": 3},
+    "operators": ["l0"], "method": "hyper", "hyper": {"preset": "all-convs"},
+    "train": dict(steps=STEPS, batch_size=8, patch_size=48, lr=2e-3, lr_milestones=[240], lr_gamma=0.1, loss="l2",
+                  log_every=50, ckpt_every=STEPS, seed=0, progress=False),
+    "values": None, "per_sample": "shared",
+}
+JOINT = ["l0", "wls", "rgf", "llf", "shock", "denoise", "super_resolution", "deblock"]
+SINGLE_TABLE = ["l0", "wls", "denoise"]
+# the small network has 14 convs: norm13 is its last instance norm, conv13 the conv before it
+LAYER_ROWS = {"norm(1)": ["norm1/*"], "norm(7)": ["norm7/*"], "norm(13), last": ["norm13/*"],
+              "conv(13)": ["conv13/kernel"], "norm(all)": ["norm*/*"], "conv(all)": ["conv*/kernel"]}
+L0_SEEN = [0.002, 0.0043, 0.02, 0.12, 0.2]
+L0_UNSEEN = [0.0025, 0.0033, 0.0928, 0.16]
+
+
+def grid(operator: str, n: int) -> list[float]:
+    """n values evenly spaced in the operator's sampling scale (log or linear), ends included."""
+    spec = get_operator(operator)
+    values = [spec.denormalise(u) for u in np.linspace(0, 1, n)]
+    return list(dict.fromkeys(float(round(v)) if spec.integer else float(f"{v:.4g}") for v in values))
+
+
+def test_values(operator: str) -> list[float]:
+    return grid(operator, 3)
+
+
+class Runner:
+    def __init__(self, args):
+        self.args, self.out = args, pathlib.Path(args.out)
+        self.train_images, self.train_names = test_images({"test": args.train, "max_test_images": args.train_images}, 3)
+        self.test_images, self.test_names = test_images({"test": args.test, "max_test_images": args.test_images}, 3)
+
+    def cache(self, kind: str, operator: str, values) -> pathlib.Path:
+        images, names = (self.train_images, self.train_names) if kind == "train" else (self.test_images, self.test_names)
+        tag = "-".join(f"{v:g}" for v in values)
+        path = self.out / "caches" / f"{kind}_{operator}_{tag}"
+        return prepare_operator_cache(images, names, [operator], path, values=values, crop=self.args.crop, seed=0,
+                                      progress=True)
+
+    def train(self, name: str, caches: list[pathlib.Path], config: dict):
+        """Train on the union of caches (symlinked into one folder)."""
+        union = self.out / "unions" / name
+        union.mkdir(parents=True, exist_ok=True)
+        (union / "cache.json").write_text("{}")
+        for c in caches:
+            for f in c.glob("*.npz"):
+                link = union / f.name
+                if not link.exists():
+                    link.symlink_to(f.resolve())
+        print(f"== training {name}", flush=True)
+        return train_operator_model(config, union, self.out / "runs" / name)
+
+    def score(self, model, operator: str, values) -> dict:
+        return evaluate_operator_model(model, self.cache("test", operator, values), operator)
+
+
+def table_single_vs_numerous(r: Runner) -> dict:
+    rows = {}
+    for op in SINGLE_TABLE:
+        values = test_values(op)
+        numerous = r.train(f"numerous_{op}", [r.cache("train", op, grid(op, 8))], with_overrides(BASE, operators=[op]))
+        nume = r.score(numerous, op, values)
+        for v in values:
+            single = r.train(f"single_{op}_{v:g}", [r.cache("train", op, [v])], with_overrides(BASE, operators=[op]))
+            s = r.score(single, op, [v])[round(v, 6)]
+            rows[f"{op} {v:g}"] = {"single": s, "numerous": nume[round(v, 6)]}
+    return rows
+
+
+def joint_caches(r: Runner) -> list[pathlib.Path]:
+    return [r.cache("train", op, grid(op, 6)) for op in JOINT]
+
+
+def table_joint(r: Runner) -> dict:
+    joint_hyper = r.train("joint_hyper", joint_caches(r), with_overrides(BASE, operators=JOINT))
+    joint_b18 = r.train("joint_baseline18", joint_caches(r), with_overrides(BASE, operators=JOINT, method="baseline18"))
+    rows = {}
+    for op in JOINT:
+        values = test_values(op)
+        row = {"joint (hyper)": _mean(r.score(joint_hyper, op, values)),
+               "joint (baseline [18])": _mean(r.score(joint_b18, op, values))}
+        if op in SINGLE_TABLE:
+            one = r.train(f"numerous_{op}", [r.cache("train", op, grid(op, 8))], with_overrides(BASE, operators=[op]))
+            row["1 operator (hyper)"] = _mean(r.score(one, op, values))
+        rows[op] = row
+    return rows
+
+
+def table_layers(r: Runner) -> dict:
+    rows = {}
+    for label, patterns in LAYER_ROWS.items():
+        name = "joint_hyper" if label == "conv(all)" else f"joint_layer_{patterns[0].split('/')[0].replace('*', 'all')}"
+        config = with_overrides(BASE, operators=JOINT, hyper={"predict": patterns})
+        model = r.train(name, joint_caches(r), config)
+        scores = [_mean(r.score(model, op, test_values(op))) for op in JOINT]
+        rows[label] = {"psnr": float(np.mean([s["psnr"] for s in scores])),
+                       "ssim": float(np.mean([s["ssim"] for s in scores]))}
+    return rows
+
+
+def table_unseen(r: Runner) -> dict:
+    fixed = r.train("l0_five_values", [r.cache("train", "l0", L0_SEEN)], with_overrides(BASE, operators=["l0"]))
+    numerous = r.train("numerous_l0", [r.cache("train", "l0", grid("l0", 8))], with_overrides(BASE, operators=["l0"]))
+    values = sorted(L0_SEEN + L0_UNSEEN)
+    a, b = r.score(fixed, "l0", values), r.score(numerous, "l0", values)
+    return {f"{v:g}" + ("" if v in L0_SEEN else " (unseen)"): {"5 values": a[round(v, 6)], "range": b[round(v, 6)]}
+            for v in values}
+
+
+def table_denoise(r: Runner) -> dict:
+    steps = 3 * BASE["train"]["steps"]
+    config = with_overrides(BASE, operators=["denoise_20_80"], train=dict(steps=steps, lr_milestones=[int(0.8 * steps)],
+                                                                         ckpt_every=steps))
+    model = r.train("denoise_20_80", [r.cache("train", "denoise_20_80", grid("denoise_20_80", 7))], config)
+    return {f"sigma {v}": s for v, s in r.score(model, "denoise_20_80", [20, 40, 60, 80]).items()}
+
+
+def _mean(scores: dict) -> dict:
+    return {k: float(np.mean([s[k] for s in scores.values()])) for k in ("psnr", "ssim")}
+
+
+TABLES = {"1": table_single_vs_numerous, "3": table_joint, "12": table_layers, "14": table_unseen,
+          "denoise": table_denoise}
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    for table, rows in results.items():
+        lines += [f"### Table {table}", ""]
+        columns = list(next(iter(rows.values())).keys())
+        nested = isinstance(next(iter(next(iter(rows.values())).values())), dict)
+        if nested:
+            lines.append("| | " + " | ".join(f"{c} PSNR / SSIM" for c in columns) + " |")
+            lines.append("|---" * (len(columns) + 1) + "|")
+            for name, row in rows.items():
+                lines.append(f"| {name} | " + " | ".join(f"{row[c]['psnr']:.2f} / {row[c]['ssim']:.3f}" for c in columns)
+                             + " |")
+        else:
+            lines.append("| | PSNR | SSIM |")
+            lines.append("|---|---|---|")
+            for name, row in rows.items():
+                lines.append(f"| {name} | {row['psnr']:.2f} | {row['ssim']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", required=True, help="folder of clean training images")
+    parser.add_argument("--test", required=True, help="folder of clean test images")
+    parser.add_argument("--out", required=True, help="output folder (caches, runs, tables.md)")
+    parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    parser.add_argument("--train-images", type=int, default=32, help="use the first N training images")
+    parser.add_argument("--test-images", type=int, default=8, help="use the first N test images")
+    parser.add_argument("--crop", type=int, default=96, help="centre crop of every image")
+    parser.add_argument("--steps", type=int, default=STEPS, help="training steps of every model (denoise: 3x)")
+    args = parser.parse_args()
+    steps = args.steps
+    BASE["train"].update(steps=steps, lr_milestones=[int(0.8 * steps)], ckpt_every=steps)
+    runner = Runner(args)
+    results_path = pathlib.Path(args.out) / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for table in args.tables:
+        results[table] = TABLES[table](runner)
+        results_path.write_text(json.dumps(results, indent=1))
+        (pathlib.Path(args.out) / "tables.md").write_text(markdown(results))
+        print(markdown({table: results[table]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
