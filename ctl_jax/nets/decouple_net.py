@@ -20,12 +20,16 @@ by IN; its convs are numbered the same way (``conv1`` .. ``conv27``, ``norm1`` .
 
 Trunk/head split: the forward pass is a flat list of operations (``ops``). ``model.apply(v, x,
 stop=name)`` runs the operations before the first one that uses layer ``name`` and returns the
-state ``(h, skip)``; ``model.apply(v, state, start=name)`` runs the rest. When only layer ``name``
+state ``(image, h, skip)``; ``model.apply(v, state, start=name)`` runs the rest. When only layer ``name``
 depends on the control gamma, the trunk runs once per image and only the head per gamma.
 
 Baseline [18] (Chen et al., "Fast image processing with fully-convolutional networks"): set
 ``condition_channels`` and pass ``gamma`` (N, D) to ``__call__``; gamma is appended to the input as
 D constant channels. Input (N, H, W, C) in [0, 1] with H, W even; output (N, H, W, C) >= 0.
+
+``residual=True`` (not in the paper) adds the input image to the last conv's output, so an
+untrained network starts at the identity; the CPU-scale experiments use it because a few hundred
+steps are far too few for the plain network to learn to reproduce images.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class DecoupleNet(nn.Module):
     variant: str = "paper"
     channels: int = 3
     condition_channels: int = 0  # > 0: baseline [18], gamma as constant input channels
+    residual: bool = False  # output relu(x + net(x)) instead of relu(net(x)); not in the paper
 
     @property
     def ops(self) -> list[tuple]:
@@ -130,14 +135,14 @@ class DecoupleNet(nn.Module):
         begin = 0 if start is None else self._index(start)
         end = len(ops) if stop is None else self._index(stop)
         if start is None:
-            h, skip = self._input(x, gamma), None
+            image, h, skip = x, self._input(x, gamma), None
         else:
-            h, skip = x
+            image, h, skip = x
         for op in ops[begin:end]:
             h, skip = self._run(op, h, skip)
         if stop is not None:
-            return h, skip
-        return nn.relu(h)
+            return image, h, skip
+        return nn.relu(image + h if self.residual else h)
 
     def _input(self, x, gamma):
         check_image_batch(x, self.channels, f"DecoupleNet {self.variant!r}", multiple_of=2)
@@ -177,9 +182,10 @@ class DecoupleNet(nn.Module):
         return h, skip
 
 
-def decouple_net(variant: str = "paper", channels: int = 3, condition_channels: int = 0, **unused) -> DecoupleNet:
+def decouple_net(variant: str = "paper", channels: int = 3, condition_channels: int = 0, residual: bool = False,
+                 **unused) -> DecoupleNet:
     """Factory with the registry's signature; ``unused`` absorbs options of other families."""
     if unused.get("adafm_kernel") is not None:
         raise ValueError("DecoupleNet has no AdaFM slots; leave adafm_kernel unset")
     network_ops(variant, channels)  # validates the variant
-    return DecoupleNet(variant, channels, condition_channels)
+    return DecoupleNet(variant, channels, condition_channels, residual)

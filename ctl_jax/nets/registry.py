@@ -27,11 +27,12 @@ class NetworkSpec:
     channels: int = 3
     adafm_kernel: int | None = None
     condition_channels: int = 0  # decouple_net only: baseline [18]'s gamma input channels
+    residual: bool = False       # decouple_net only: add the input image to the output
 
     def build(self):
         if self.name not in FACTORIES:
             raise ValueError(f"unknown network {self.name!r}; choose one of {sorted(FACTORIES)}")
-        extra = {"condition_channels": self.condition_channels} if self.condition_channels else {}
+        extra = {k: v for k, v in (("condition_channels", self.condition_channels), ("residual", self.residual)) if v}
         return FACTORIES[self.name](self.variant, channels=self.channels, adafm_kernel=self.adafm_kernel, **extra)
 
     def to_dict(self) -> dict:
