@@ -9,7 +9,7 @@
 
 Decoupled learning (a hypernetwork imitating parameterised operators):
 
-    ctl-jax prepare-ops --operators l0 wls --out runs/ops_cache
+    ctl-jax prepare-ops --operators l0 wls --grid 8 --out runs/ops_cache
     ctl-jax train-ops --config experiments/operators.py --cache runs/ops_cache --workdir runs/l0_hyper
     ctl-jax apply --model runs/l0_hyper --input photo.png --output smooth.png --operator l0 --param 0.02
 
@@ -125,7 +125,7 @@ def cmd_prepare_ops(args) -> None:
     images, names = test_images({"test": args.data or "bundled-train", "max_test_images": args.max_images},
                                 args.channels)
     print(prepare_operator_cache(images, names, args.operators, args.out, per_image=args.per_image,
-                                 crop=args.crop, seed=args.seed))
+                                 crop=args.crop, seed=args.seed, grid=args.grid))
 
 
 def cmd_train_ops(args) -> None:
@@ -284,7 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="folder of clean images (default: the bundled training photos)")
     p.add_argument("--max-images", type=int, default=None, help="use at most this many images")
     p.add_argument("--channels", type=int, default=3, help="1 (grey) or 3 (RGB)")
-    p.add_argument("--per-image", type=int, default=4, help="parameter values drawn per image and operator")
+    p.add_argument("--per-image", type=int, default=4, help="parameter values drawn at random per image and "
+                   "operator (training with a gamma per sample)")
+    p.add_argument("--grid", type=int, help="instead: this many values evenly spaced over each operator's range, "
+                   "the same for every image (needed for one gamma per batch, the faster training)")
     p.add_argument("--crop", type=int, default=128, help="centre-crop images to at most this size first")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameter draws")
     p.add_argument("--out", required=True, help="cache folder")

@@ -51,10 +51,7 @@ L0_UNSEEN = [0.0025, 0.0033, 0.0928, 0.16]
 
 
 def grid(operator: str, n: int) -> list[float]:
-    """n values evenly spaced in the operator's sampling scale (log or linear), ends included."""
-    spec = get_operator(operator)
-    values = [spec.denormalise(u) for u in np.linspace(0, 1, n)]
-    return list(dict.fromkeys(float(round(v)) if spec.integer else float(f"{v:.4g}") for v in values))
+    return get_operator(operator).grid(n)
 
 
 def test_values(operator: str) -> list[float]:

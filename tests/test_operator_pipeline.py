@@ -112,6 +112,19 @@ def test_fixed_values_select_the_single_parameter_pairs(tmp_path):
         train_operator_model(smoke_config(values={"l0": [0.05]}), cache, tmp_path / "none")
 
 
+def test_grid_caches_share_values_across_images(tmp_path):
+    from ctl_jax.operators import get_operator
+
+    assert get_operator("l0").grid(3) == [0.002, 0.02, 0.2]
+    assert get_operator("super_resolution").grid(5) == [2.0, 3.0, 4.0]  # whole scales, no duplicates
+    cache = tmp_path / "grid"
+    assert main(["prepare-ops", "--operators", "l0", "super_resolution", "--max-images", "2", "--grid", "3",
+                 "--crop", "32", "--out", str(cache)]) == 0
+    pairs = load_operator_cache(cache)
+    assert sorted({p.value for p in pairs if p.operator == "l0"}) == [0.002, 0.02, 0.2]
+    assert len(pairs) == 2 * (3 + 3)
+
+
 def test_cli_prepare_train_apply(tmp_path, capsys):
     cache, run = tmp_path / "cache", tmp_path / "run"
     assert main(["prepare-ops", "--operators", "l0", "--max-images", "2", "--per-image", "1", "--crop", "32",

@@ -47,26 +47,35 @@ def operator_pair(operator: str, image: np.ndarray, value: float, seed: int) -> 
 
 def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], operators: Sequence[str], out_dir,
                            per_image: int = 4, crop: int = 128, seed: int = 0, values: Sequence[float] | None = None,
-                           progress: bool = True) -> Path:
+                           grid: int | None = None, progress: bool = True) -> Path:
     """Compute and store the training pairs; returns ``out_dir``. See the module docstring.
 
     images: float32 (H, W, C) in [0, 1], each center-cropped to at most ``crop`` x ``crop``;
-    names: one unique file-name stem per image. ``values``: instead of drawing ``per_image``
-    random values, use exactly these for every image (test sets, fixed-parameter training).
+    names: one unique file-name stem per image. Instead of drawing ``per_image`` random values,
+    ``values`` uses exactly these for every image and operator (test sets, fixed-parameter
+    training) and ``grid`` uses each operator's ``spec.grid(grid)``: values shared by all images,
+    which one-gamma-per-batch training needs.
     """
     from ctl_jax.operators import get_operator
 
     if len(images) != len(names) or len(set(names)) != len(names):
         raise ValueError("need one unique name per image")
+    if values is not None and grid is not None:
+        raise ValueError("give values or grid, not both")
     specs = [get_operator(op) for op in operators]
     if values is not None:
         values = [float(v) for v in values]
-        for spec in specs:
-            for v in values:
-                spec.check(v)
-        per_image = len(values)
+        fixed = {spec.name: [spec.check(v) for v in values] for spec in specs}
+    elif grid is not None:
+        fixed = {spec.name: spec.grid(grid) for spec in specs}
+    else:
+        fixed = None
     out_dir = Path(out_dir)
+    if values is not None:
+        per_image = len(values)
     settings = {"per_image": int(per_image), "crop": int(crop), "seed": int(seed), "values": values}
+    if grid is not None:
+        settings = {**settings, "per_image": None, "grid": int(grid)}
     meta_path = out_dir / CACHE_META
     if meta_path.exists():
         found = json.loads(meta_path.read_text())
@@ -75,7 +84,8 @@ def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], o
                              "Use another folder or the same settings.")
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(settings))
-    jobs = [(i, spec, j) for i in range(len(images)) for spec in specs for j in range(per_image)]
+    jobs = [(i, spec, j) for i in range(len(images)) for spec in specs
+            for j in range(len(fixed[spec.name]) if fixed else per_image)]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -86,7 +96,7 @@ def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], o
         if not path.exists():
             # One stream per (image, operator): the values do not depend on which operators run together.
             rng = np.random.default_rng([seed, zlib.crc32(names[i].encode()), zlib.crc32(spec.name.encode())])
-            value = values[j] if values is not None else float(spec.sample(rng, per_image)[j])
+            value = fixed[spec.name][j] if fixed else float(spec.sample(rng, per_image)[j])
             image = centre_crop(np.asarray(images[i], np.float32), crop)
             pair_seed = int(rng.integers(2 ** 31))
             inp, target = operator_pair(spec.name, image, value, pair_seed + j)

@@ -104,6 +104,14 @@ class OperatorSpec:
             return np.exp(rng.uniform(np.log(self.low), np.log(self.high), size=n))
         return rng.uniform(self.low, self.high, size=n)
 
+    def grid(self, n: int) -> list[float]:
+        """``n`` values evenly spaced in the sampling scale (log or linear), both ends included;
+        whole numbers for integer parameters (duplicates dropped, so possibly fewer than n)."""
+        if n < 1:
+            raise ValueError(f"{self.name}: a grid needs n >= 1 values; got {n}")
+        values = [self.denormalise(u) for u in np.linspace(0, 1, n)] if n > 1 else [self.default]
+        return list(dict.fromkeys(float(round(v)) if self.integer else float(f"{v:.4g}") for v in values))
+
     def normalise(self, value) -> float:
         """Position of ``value`` in the range, in [0, 1]: log position if ``log_scale`` else linear.
 
