@@ -12,25 +12,15 @@ per-sample kernels into grouped convolutions), all measured in this process, and
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from timing import median_time
+
 from ctl_jax.nets.decouple_net import DecoupleNet
 from ctl_jax.tuning.hyper import Hypernet, apply_hyper
-
-
-def median_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

@@ -14,23 +14,14 @@ full / switch (the paper's goal: switching at least 5x cheaper).
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 
+from timing import best_time
+
 from ctl_jax.nets.decouple_net import DecoupleNet, layer_names
 from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk, template_of
-
-
-def best_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main():
