@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from timing import best_time
 
 from ctl_jax.nets.decouple_net import DecoupleNet, layer_names
-from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk, template_of
+from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk
 
 
 def main():
@@ -47,8 +47,7 @@ def main():
     for size in args.sizes:
         w, h = (int(v) for v in size.split("x"))
         x = jax.random.uniform(jax.random.key(3), (1, h, w, 3))
-        template = template_of(model, x)
-        head = jax.jit(lambda s, g: hyper_head(model, hyper, psi, s, g, template))
+        head = jax.jit(lambda s, g: hyper_head(model, hyper, psi, s, g))
         state = jax.block_until_ready(trunk(x))
         t_switch = best_time(lambda: head(state, gamma), args.repeats)
         t_full = best_time(lambda: full(x, gamma), args.repeats)

@@ -125,7 +125,7 @@ def test_cheap_tuning_head_reuses_the_trunk():
     assert first_predicted_layer(model, hyper, template) == "norm26"
     state = hyper_trunk(model, hyper, psi, x)
     for g in (jnp.array([0.2, 0.1]), jnp.array([0.8, 0.1])):
-        np.testing.assert_allclose(hyper_head(model, hyper, psi, state, g, template),
+        np.testing.assert_allclose(hyper_head(model, hyper, psi, state, g),
                                    apply_hyper(model, hyper, psi, x, g), atol=1e-5)
 
 

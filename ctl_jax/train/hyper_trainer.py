@@ -27,7 +27,7 @@ from ctl_jax.train.checkpoint import Checkpointer, CheckpointError, describe
 from ctl_jax.train.steps import LOSSES
 from ctl_jax.train.trainer import TrainConfig, _Compiled, _optimizer, _train_loop
 from ctl_jax.tuning.gamma import GammaSpace
-from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk, template_of
+from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk
 
 METHODS = ("hyper", "baseline18")
 
@@ -160,11 +160,9 @@ class OperatorModel:
             raise ValueError("baseline [18] takes gamma at its input: there is no trunk to share")
         return hyper_trunk(self.model, self.hyper, self.params, x)
 
-    def head(self, trunk_state, gamma, x_shape):
+    def head(self, trunk_state, gamma):
         """Cheap tuning: the output for gamma (D,) from ``trunk(x)``'s state."""
-        template = template_of(self.model, jax.ShapeDtypeStruct((1,) + tuple(x_shape[1:]), jnp.float32))
-        return hyper_head(self.model, self.hyper, self.params, trunk_state, self.gamma_space.check(gamma),
-                          template)
+        return hyper_head(self.model, self.hyper, self.params, trunk_state, self.gamma_space.check(gamma))
 
 
 def load_operator_model(workdir, step: int | None = None) -> OperatorModel:

@@ -184,8 +184,9 @@ def hyper_trunk(model, hyper: Hypernet, psi: Params, x):
     return model.apply({"params": theta}, x, stop=start)
 
 
-def hyper_head(model, hyper: Hypernet, psi: Params, trunk_state, gamma, template: Params):
-    """The output for one gamma (D,) from ``hyper_trunk``'s state: only the layers from the first
-    predicted one onwards run."""
+def hyper_head(model, hyper: Hypernet, psi: Params, trunk_state, gamma):
+    """The output for one gamma (D,) from ``hyper_trunk``'s state ``(image, features, skip)``: only
+    the layers from the first predicted one onwards run."""
+    template = template_of(model, trunk_state[0][:1])
     start = first_predicted_layer(model, hyper, template)
     return model.apply({"params": hyper.params(psi, gamma, template)}, trunk_state, start=start)
