@@ -161,19 +161,17 @@ def markdown(results: dict) -> str:
     lines = []
     for table, rows in results.items():
         lines += [f"### Table {table}", ""]
-        columns = list(next(iter(rows.values())).keys())
-        nested = isinstance(next(iter(next(iter(rows.values())).values())), dict)
-        if nested:
+        first = next(iter(rows.values()))
+        if "psnr" in first:
+            lines += ["| | PSNR | SSIM |", "|---|---|---|"]
+            lines += [f"| {name} | {row['psnr']:.2f} | {row['ssim']:.3f} |" for name, row in rows.items()]
+        else:
+            columns = list(dict.fromkeys(c for row in rows.values() for c in row))
             lines.append("| | " + " | ".join(f"{c} PSNR / SSIM" for c in columns) + " |")
             lines.append("|---" * (len(columns) + 1) + "|")
             for name, row in rows.items():
-                lines.append(f"| {name} | " + " | ".join(f"{row[c]['psnr']:.2f} / {row[c]['ssim']:.3f}" for c in columns)
-                             + " |")
-        else:
-            lines.append("| | PSNR | SSIM |")
-            lines.append("|---|---|---|")
-            for name, row in rows.items():
-                lines.append(f"| {name} | {row['psnr']:.2f} | {row['ssim']:.3f} |")
+                cells = [f"{row[c]['psnr']:.2f} / {row[c]['ssim']:.3f}" if c in row else "-" for c in columns]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
