@@ -42,7 +42,7 @@ BASE = {
     "values": None, "per_sample": "shared",
 }
 JOINT = ["l0", "wls", "rgf", "llf", "shock", "denoise", "super_resolution", "deblock"]
-SINGLE_TABLE = ["l0", "wls", "rgf", "llf", "shock", "denoise", "super_resolution", "deblock"]
+SINGLE_TABLE = ["l0", "wls", "rtv", "rgf", "wmf", "llf", "shock", "denoise", "super_resolution", "deblock"]
 # the small network has 14 convs: norm13 is its last instance norm, conv13 the conv before it
 LAYER_ROWS = {"norm(1)": ["norm1/*"], "norm(7)": ["norm7/*"], "norm(13), last": ["norm13/*"],
               "conv(13)": ["conv13/kernel"], "norm(all)": ["norm*/*"], "conv(all)": ["conv*/kernel"]}
