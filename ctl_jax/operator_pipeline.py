@@ -24,6 +24,7 @@ import numpy as np
 
 from ctl_jax.data.operator_pairs import OperatorPairSampler, load_operator_cache
 from ctl_jax.eval.metrics import psnr, ssim
+from ctl_jax.eval.sweep import crop_to_multiple
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.hyper_trainer import OperatorModel, load_operator_model, train_hyper
 from ctl_jax.train.trainer import TrainConfig
@@ -54,22 +55,18 @@ def _selected(pairs, values: dict | None):
     return chosen
 
 
-def train_operator_model(config: dict, cache_dir, workdir) -> OperatorModel:
-    """Train the config's model on the pairs in ``cache_dir``; resumes in ``workdir``."""
+def train_operator_model(config: dict, cache_dirs, workdir) -> OperatorModel:
+    """Train the config's model on the pairs in ``cache_dirs`` (one cache folder or several);
+    resumes in ``workdir``."""
     gamma_space = GammaSpace(tuple(config["operators"]))
     train = TrainConfig(**config["train"])
-    pairs = _selected(load_operator_cache(cache_dir, gamma_space.operators), config.get("values"))
+    pairs = _selected(load_operator_cache(cache_dirs, gamma_space.operators), config.get("values"))
     per_sample = config.get("per_sample", "map")
     sampler = OperatorPairSampler(pairs, gamma_space, train.patch_size, train.batch_size, train.seed,
                                   shared_gamma=per_sample == "shared")
     train_hyper(NetworkSpec(**config["network"]), hypernet_of(config, gamma_space), gamma_space, sampler, workdir,
                 train, per_sample=per_sample)
     return load_operator_model(workdir)
-
-
-def even_crop(image: np.ndarray) -> np.ndarray:
-    """Crop H and W down to even sizes (the networks' stride-2 body needs them)."""
-    return image[:image.shape[0] // 2 * 2, :image.shape[1] // 2 * 2]
 
 
 def evaluate_operator_model(model: OperatorModel, test_cache, operator: str, values=None) -> dict:
@@ -92,8 +89,9 @@ def evaluate_operator_model(model: OperatorModel, test_cache, operator: str, val
         gamma = jnp.asarray(model.gamma(operator, value))
         scores = []
         for p in group:
-            x = even_crop(p.input.astype(np.float32) / 255)
-            target = even_crop(p.target.astype(np.float32) / 255)
+            # the networks' stride-2 body needs even sizes
+            x = crop_to_multiple(p.input.astype(np.float32) / 255, 2)
+            target = crop_to_multiple(p.target.astype(np.float32) / 255, 2)
             out = np.clip(np.asarray(apply(jnp.asarray(x)[None], gamma))[0], 0, 1)
             out = np.round(out * 255) / 255  # as the saved images the paper compares
             scores.append((float(psnr(out, target)), float(ssim(out, target))))

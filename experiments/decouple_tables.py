@@ -23,12 +23,17 @@ import json
 import pathlib
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ctl_jax.data.degrade import Degradation  # noqa: E402
 from ctl_jax.data.operator_pairs import prepare_operator_cache  # noqa: E402
+from ctl_jax.eval.metrics import psnr  # noqa: E402
+from ctl_jax.eval.sweep import degrade  # noqa: E402
 from ctl_jax.operator_pipeline import evaluate_operator_model, train_operator_model, with_overrides  # noqa: E402
 from ctl_jax.operators import get_operator  # noqa: E402
 from ctl_jax.pipeline import test_images  # noqa: E402
@@ -72,17 +77,9 @@ class Runner:
                                       progress=True)
 
     def train(self, name: str, caches: list[pathlib.Path], config: dict):
-        """Train on the union of caches (symlinked into one folder)."""
-        union = self.out / "unions" / name
-        union.mkdir(parents=True, exist_ok=True)
-        (union / "cache.json").write_text("{}")
-        for c in caches:
-            for f in c.glob("*.npz"):
-                link = union / f.name
-                if not link.exists():
-                    link.symlink_to(f.resolve())
+        """Train on the pairs of all ``caches``."""
         print(f"== training {name}", flush=True)
-        return train_operator_model(config, union, self.out / "runs" / name)
+        return train_operator_model(config, caches, self.out / "runs" / name)
 
     def score(self, model, operator: str, values) -> dict:
         return evaluate_operator_model(model, self.cache("test", operator, values), operator)
@@ -155,13 +152,6 @@ def table2_protocol(model, test_dir) -> dict:
     """PSNR on the FTN Table 2 protocol's test set (every image, centre 128x128, the sweep's noise
     seeds), so the numbers sit beside experiments/README.md's Table 2 rows. The noisy input is
     clipped to [0, 1], as in the hypernetwork's training pairs."""
-    import jax
-    import jax.numpy as jnp
-
-    from ctl_jax.data.degrade import Degradation
-    from ctl_jax.eval.metrics import psnr
-    from ctl_jax.eval.sweep import degrade
-
     images, _ = test_images({"test": test_dir, "test_crop": 128}, 3)
     noise = Degradation("noise", 20, 80)
     apply = jax.jit(lambda x, g: model(x, g))

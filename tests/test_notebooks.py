@@ -1,6 +1,5 @@
 """The notebooks run top to bottom on a tiny checkpoint."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -11,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from ctl_jax.cli import load_config
 from ctl_jax.pipeline import run_experiment
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,12 +26,7 @@ def run_notebook(path: pathlib.Path) -> dict:
 
 
 def test_explore_alpha_notebook(tmp_path, monkeypatch):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("demo", ROOT / "experiments" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    config = demo.get_config("smoke")
+    config = load_config(f"{ROOT / 'experiments' / 'demo.py'}:smoke")
     config["methods"] = ["ftn-gc16"]
     run_experiment(config, tmp_path)
     monkeypatch.setenv("CTL_MODEL", str(tmp_path / "ftn-gc16"))
@@ -46,10 +41,8 @@ def test_operators_notebook(tmp_path, monkeypatch):
     from ctl_jax.operator_pipeline import train_operator_model, with_overrides
     from ctl_jax.pipeline import test_images
 
-    spec = importlib.util.spec_from_file_location("operators_config", ROOT / "experiments" / "operators.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = with_overrides(module.get_config("smoke"), hyper={"preset": "norm7"})  # a cheap-tuning model
+    config = with_overrides(load_config(f"{ROOT / 'experiments' / 'operators.py'}:smoke"),
+                            hyper={"preset": "norm7"})  # a cheap-tuning model
     images, names = test_images({"test": "bundled-train", "max_test_images": 2}, 3)
     prepare_operator_cache(images, names, ["l0"], tmp_path / "cache", per_image=1, crop=32, progress=False)
     train_operator_model(config, tmp_path / "cache", tmp_path / "run")

@@ -1,14 +1,12 @@
 """Decoupled learning end to end: operator cache, sampler, gamma space, training, loading, CLI."""
 
-import importlib.util
-import os
 import pathlib
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ctl_jax.cli import main
+from ctl_jax.cli import load_config, main
 from ctl_jax.data.images import write_image
 from ctl_jax.data.operator_pairs import OperatorPairSampler, load_operator_cache, prepare_operator_cache
 from ctl_jax.operator_pipeline import evaluate_operator_model, train_operator_model, with_overrides
@@ -18,10 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def smoke_config(**changes):
-    spec = importlib.util.spec_from_file_location("operators_config", ROOT / "experiments" / "operators.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return with_overrides(module.get_config("smoke"), **changes)
+    return with_overrides(load_config(f"{ROOT / 'experiments' / 'operators.py'}:smoke"), **changes)
 
 
 def photos(n=2, size=40):
@@ -123,6 +118,10 @@ def test_grid_caches_share_values_across_images(tmp_path):
     pairs = load_operator_cache(cache)
     assert sorted({p.value for p in pairs if p.operator == "l0"}) == [0.002, 0.02, 0.2]
     assert len(pairs) == 2 * (3 + 3)
+    other = prepare_operator_cache(photos(), ["a", "b"], ["denoise"], tmp_path / "other", values=[30.0], crop=32,
+                                   progress=False)
+    both = load_operator_cache([cache, other], ["l0", "denoise"])  # several caches train one model
+    assert len(both) == 2 * 3 + 2 and {p.operator for p in both} == {"l0", "denoise"}
 
 
 def test_cli_prepare_train_apply(tmp_path, capsys):

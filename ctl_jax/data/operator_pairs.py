@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,14 +119,16 @@ class OperatorPair:
     value: float
 
 
-def load_operator_cache(cache_dir, operators: Sequence[str] | None = None) -> list[OperatorPair]:
-    """The cached pairs of ``operators`` (all when None), sorted by file name."""
-    cache_dir = Path(cache_dir)
-    if not (cache_dir / CACHE_META).exists():
-        raise FileNotFoundError(f"{cache_dir} is not an operator cache (no {CACHE_META}); "
-                                "make one with `ctl-jax prepare-ops`")
+def load_operator_cache(cache_dirs, operators: Sequence[str] | None = None) -> list[OperatorPair]:
+    """The cached pairs of ``operators`` (all when None) in one cache folder or a sequence of them,
+    sorted by file name."""
+    dirs = [Path(cache_dirs)] if isinstance(cache_dirs, (str, os.PathLike)) else [Path(d) for d in cache_dirs]
+    for cache_dir in dirs:
+        if not (cache_dir / CACHE_META).exists():
+            raise FileNotFoundError(f"{cache_dir} is not an operator cache (no {CACHE_META}); "
+                                    "make one with `ctl-jax prepare-ops`")
     pairs = []
-    for path in sorted(cache_dir.glob("*__*__*.npz")):
+    for path in sorted((p for d in dirs for p in d.glob("*__*__*.npz")), key=lambda p: p.name):
         if path.name.endswith(".tmp.npz"):
             continue
         operator = path.name.split("__")[1]
@@ -135,7 +138,8 @@ def load_operator_cache(cache_dir, operators: Sequence[str] | None = None) -> li
             pairs.append(OperatorPair(f["input"], f["target"], str(f["operator"]), float(f["value"])))
     missing = set(operators or ()) - {p.operator for p in pairs}
     if not pairs or missing:
-        raise ValueError(f"{cache_dir} has no pairs for {sorted(missing) or list(operators or [])}")
+        where = dirs[0] if len(dirs) == 1 else [str(d) for d in dirs]
+        raise ValueError(f"{where} has no pairs for {sorted(missing) or list(operators or [])}")
     return pairs
 
 
