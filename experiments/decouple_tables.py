@@ -43,7 +43,7 @@ BASE = {
     "network": {"name": "decouple_net", "variant": "small", "channels": 3, "residual": True},
     "operators": ["l0"], "method": "hyper", "hyper": {"preset": "all-convs"},
     "train": dict(steps=STEPS, batch_size=8, patch_size=48, lr=2e-3, lr_milestones=[240], lr_gamma=0.1, loss="l2",
-                  log_every=50, ckpt_every=STEPS, seed=0, progress=False),
+                  log_every=50, ckpt_every=STEPS, seed=0, progress=False, micro_batches="auto"),
     "values": None, "per_sample": "shared",
 }
 JOINT = ["l0", "wls", "rgf", "llf", "shock", "denoise", "super_resolution", "deblock"]

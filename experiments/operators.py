@@ -19,7 +19,7 @@ def get_config(preset: str = "cpu") -> dict:
         "method": "hyper",
         "hyper": {"preset": "all-convs", "hidden": None, "relu": False},
         "train": dict(steps=400, batch_size=8, patch_size=48, lr=2e-3, lr_milestones=[320], lr_gamma=0.1,
-                      loss="l2", log_every=50, ckpt_every=200, seed=0),
+                      loss="l2", log_every=50, ckpt_every=200, seed=0, micro_batches="auto"),
         "values": None,
         "per_sample": "shared",
     }

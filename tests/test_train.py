@@ -187,9 +187,10 @@ def test_four_devices_match_one_device(tmp_path):
             assert "not divisible by the 4 devices" in str(e), e
         else:
             raise AssertionError("batch 6 on 4 devices was accepted")
-        cfg = config(steps=3, log_every=1, ckpt_every=3)
-        theta = train_base(SPEC, ToySampler(), DEG, {str(tmp_path / 'four_base')!r}, cfg)
-        phi = train_tuner(SPEC, "adafm", {str(tmp_path / 'four_base')!r}, ToySampler(seed=1), DEG,
+        # 2 samples per device, split into 2 micro-batches: chunks cut across all four shards
+        cfg = config(steps=3, log_every=1, ckpt_every=3, batch_size=8, micro_batches=2)
+        theta = train_base(SPEC, ToySampler(batch_size=8), DEG, {str(tmp_path / 'four_base')!r}, cfg)
+        phi = train_tuner(SPEC, "adafm", {str(tmp_path / 'four_base')!r}, ToySampler(batch_size=8, seed=1), DEG,
                           {str(tmp_path / 'four_tune')!r}, cfg)
         assert len(theta["fea_conv"]["kernel"].sharding.device_set) == 4
         arrays = {{"theta/" + path_str(k): np.asarray(v) for k, v in flatten(theta).items()}}
@@ -200,9 +201,10 @@ def test_four_devices_match_one_device(tmp_path):
     assert proc.returncode == 0, log
 
     assert jax.device_count() == 1
-    cfg = config(steps=3, log_every=1, ckpt_every=3)
-    theta = train_base(SPEC, ToySampler(), DEG, tmp_path / "one_base", cfg)
-    phi = train_tuner(SPEC, "adafm", tmp_path / "one_base", ToySampler(seed=1), DEG, tmp_path / "one_tune", cfg)
+    cfg = config(steps=3, log_every=1, ckpt_every=3, batch_size=8, micro_batches=1)
+    theta = train_base(SPEC, ToySampler(batch_size=8), DEG, tmp_path / "one_base", cfg)
+    phi = train_tuner(SPEC, "adafm", tmp_path / "one_base", ToySampler(batch_size=8, seed=1), DEG,
+                      tmp_path / "one_tune", cfg)
     four = np.load(out)
     for prefix, tree in (("theta/", theta), ("phi/", phi)):
         for k, v in flatten(tree).items():

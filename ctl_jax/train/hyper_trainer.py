@@ -24,8 +24,8 @@ import optax
 
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import Checkpointer, CheckpointError, describe
-from ctl_jax.train.steps import LOSSES
-from ctl_jax.train.trainer import TrainConfig, _Compiled, _optimizer, _train_loop
+from ctl_jax.train.steps import LOSSES, micro_batch_mean
+from ctl_jax.train.trainer import CompiledStage, TrainConfig, optimizer_of, train_loop
 from ctl_jax.tuning.gamma import GammaSpace
 from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk
 
@@ -43,6 +43,7 @@ class _HyperStage:
     optimizer: tuple
     loss: str
     per_sample: str
+    micro_batches: int
 
 
 def _network(spec: NetworkSpec, hyper: Hypernet | None, gamma_space: GammaSpace) -> NetworkSpec:
@@ -69,12 +70,13 @@ def train_hyper(spec: NetworkSpec, hyper: Hypernet | None, gamma_space: GammaSpa
     if hyper is not None and hyper.gamma_dim != gamma_space.dim:
         raise ValueError(f"the hypernetwork takes gamma of length {hyper.gamma_dim}, but operators "
                          f"{list(gamma_space.operators)} give gamma of length {gamma_space.dim}")
-    stage = _HyperStage(spec, hyper, gamma_space.dim, (1, config.patch_size, config.patch_size, spec.channels),
-                        config.optimizer_settings(), config.loss, per_sample)
+    input_shape = (1, config.patch_size, config.patch_size, spec.channels)
+    stage = _HyperStage(spec, hyper, gamma_space.dim, input_shape, config.optimizer_settings(), config.loss,
+                        per_sample, config.micro_batch_count(input_shape))
     meta = {"network": spec.to_dict(), "method": "hyper" if hyper else "baseline18", "stage": "operator",
             "hyper": dataclasses.asdict(hyper) if hyper else None, "gamma_space": gamma_space.to_dict(),
             "config": config.to_dict(), "input_shape": list(stage.input_shape)}
-    return _train_loop(functools.partial(_compile, stage), functools.partial(_pair_feed, sampler, config),
+    return train_loop(functools.partial(_compile, stage), functools.partial(_pair_feed, sampler, config),
                        None, meta, workdir, config)
 
 
@@ -103,9 +105,9 @@ def _init_fn(stage: _HyperStage):
 
 
 @functools.lru_cache(maxsize=16)
-def _compile(stage: _HyperStage, replicated, batch_sharding) -> _Compiled:
+def _compile(stage: _HyperStage, replicated, batch_sharding) -> CompiledStage:
     model = stage.spec.build()
-    optimizer = _optimizer(stage.optimizer)
+    optimizer = optimizer_of(stage.optimizer)
     loss_fn = LOSSES[stage.loss]
     init = _init_fn(stage)
 
@@ -118,11 +120,15 @@ def _compile(stage: _HyperStage, replicated, batch_sharding) -> _Compiled:
 
     def step(trainable, opt_state, frozen, inputs, targets, gammas, data_key, index):
         del frozen, data_key, index
-        loss, grads = jax.value_and_grad(lambda t: loss_fn(predict(t, inputs, gammas), targets))(trainable)
+        def loss_of(t):
+            return micro_batch_mean(lambda x, y, g: loss_fn(predict(t, x, g), y), (inputs, targets, gammas),
+                                    stage.micro_batches, batch_sharding.mesh.size)
+
+        loss, grads = jax.value_and_grad(loss_of)(trainable)
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         return optax.apply_updates(trainable, updates), opt_state, loss
 
-    return _Compiled(
+    return CompiledStage(
         init=jax.jit(lambda key, frozen: init(key), out_shardings=replicated),
         opt_init=jax.jit(optimizer.init, out_shardings=replicated),
         step=jax.jit(step, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated)),

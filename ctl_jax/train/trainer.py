@@ -1,6 +1,6 @@
 """The two-stage trainer: stage 1 trains the base network at level A, stage 2 a tuner at level B.
 
-Both stages run through one loop (``_train_loop``) that differs only in what is trainable:
+Both stages run through one loop (``train_loop``) that differs only in what is trainable:
 
 - stage 1 (``train_base``): every base parameter, via ``make_base_step``;
 - stage 2 (``train_tuner``): only the tuner's ``phi``, via ``make_tune_step``; the stage-1 base is
@@ -42,7 +42,7 @@ from ctl_jax.data.degrade import ON_DEVICE, Degradation, jpeg_compress
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import (Checkpointer, base_workdir_of, check_compatible, describe, latest_meta,
                                       load_params, params_template, relpath)
-from ctl_jax.train.steps import LOSSES, make_base_step, make_tune_step
+from ctl_jax.train.steps import LOSSES, make_base_step, make_tune_step, micro_batch_count
 from ctl_jax.tuning import insert_adafm_slots, make_tuner
 
 METRICS_FILE = "metrics.jsonl"
@@ -58,7 +58,10 @@ class TrainConfig:
     Adam with a piecewise-constant (MultiStep) learning rate: ``lr`` until the first milestone,
     then multiplied by ``lr_gamma`` at every step in ``lr_milestones``. ``steps`` counts updates;
     a checkpoint is saved every ``ckpt_every`` steps and at the end (newest ``keep`` kept);
-    the loss is fetched from the device and logged every ``log_every`` steps.
+    the loss is fetched from the device and logged every ``log_every`` steps. Each step splits
+    every device's share of the batch into ``micro_batches`` chunks ("auto": on CPU, up to 8 that
+    keep 16k input pixels per chunk; one elsewhere; see ``steps.micro_batch_count``); the
+    gradient is the same up to rounding.
     """
 
     steps: int = 1000
@@ -75,6 +78,7 @@ class TrainConfig:
     progress: bool = True
     adam_b1: float = 0.9
     adam_b2: float = 0.999
+    micro_batches: int | str = "auto"
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "patch_size", "log_every", "ckpt_every", "keep"):
@@ -90,6 +94,14 @@ class TrainConfig:
         if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
             raise ValueError(f"lr_milestones must be increasing positive step numbers; got {self.lr_milestones}")
         self.lr_milestones = milestones
+        if self.micro_batches != "auto" and (type(self.micro_batches) is not int or self.micro_batches < 1):
+            raise ValueError(f"micro_batches must be 'auto' or a positive int; got {self.micro_batches!r}")
+
+    def micro_batch_count(self, input_shape) -> int:
+        """Micro-batches per step for network inputs of ``input_shape`` (.., H, W, C) on this
+        backend (see ``steps.micro_batch_count``)."""
+        return micro_batch_count(self.batch_size // jax.device_count(), input_shape[-3] * input_shape[-2],
+                                 self.micro_batches)
 
     def optimizer_settings(self) -> tuple:
         """(lr, milestones, gamma, b1, b2): everything the optimizer depends on, hashable."""
@@ -100,7 +112,7 @@ class TrainConfig:
         return _schedule(*self.optimizer_settings()[:3])
 
     def optimizer(self) -> optax.GradientTransformation:
-        return _optimizer(self.optimizer_settings())
+        return optimizer_of(self.optimizer_settings())
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -120,7 +132,7 @@ def train_base(spec: NetworkSpec, sampler, degradation: Degradation, workdir, co
     level = degradation.level_a
     stage = _Stage.of(spec, None, degradation, level, config)
     meta = _meta(stage, "base", 1, config)
-    return _train_loop(functools.partial(_compile, stage), functools.partial(_degradation_feed, stage, sampler, config),
+    return train_loop(functools.partial(_compile, stage), functools.partial(_degradation_feed, stage, sampler, config),
                        None, meta, workdir, config)
 
 
@@ -153,7 +165,7 @@ def train_tuner(spec: NetworkSpec, method: str, base_workdir, sampler, degradati
     meta = _meta(stage, tuner.name, 2, config)
     meta["base"] = {"workdir": str(Path(base_workdir).resolve()), "relpath": relpath(base_workdir, workdir),
                     "step": base_meta["step"], "network": base_spec.to_dict()}
-    return _train_loop(functools.partial(_compile, stage), functools.partial(_degradation_feed, stage, sampler, config),
+    return train_loop(functools.partial(_compile, stage), functools.partial(_degradation_feed, stage, sampler, config),
                        theta0, meta, workdir, config)
 
 
@@ -183,26 +195,29 @@ class _Stage:
     input_shape: tuple          # network input (1, h, w, C): the degraded crop
     optimizer: tuple            # TrainConfig.optimizer_settings()
     loss: str
+    micro_batches: int          # TrainConfig.micro_batch_count(input_shape)
 
     @classmethod
     def of(cls, spec, tuner, degradation, level, config: TrainConfig) -> "_Stage":
-        return cls(spec, tuner, degradation, float(level),
-                   _input_shape(degradation, level, config.patch_size, spec.channels),
-                   config.optimizer_settings(), config.loss)
+        input_shape = _input_shape(degradation, level, config.patch_size, spec.channels)
+        return cls(spec, tuner, degradation, float(level), input_shape, config.optimizer_settings(), config.loss,
+                   config.micro_batch_count(input_shape))
 
 
 @dataclasses.dataclass(frozen=True)
-class _Compiled:
+class CompiledStage:
+    """The jitted functions ``train_loop`` drives; each trainer builds them in its own ``_compile``."""
+
     init: Callable        # jitted (key, frozen) -> fresh trainable tree (replicated)
     opt_init: Callable    # jitted trainable -> optimizer state (replicated)
     step: Callable        # jitted, see _compile
     optimizer: optax.GradientTransformation
 
 
-def _train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, workdir, config: TrainConfig):
+def train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, workdir, config: TrainConfig):
     """Train for ``config.steps`` steps in ``workdir`` (resuming if possible); returns the trainable tree.
 
-    ``compile_fns(replicated, batch_sharding) -> _Compiled``; ``make_feed(batch_sharding)`` returns
+    ``compile_fns(replicated, batch_sharding) -> CompiledStage``; ``make_feed(batch_sharding)`` returns
     ``feed(i)``, the tuple of (sharded) batch arrays of step ``i`` that the step takes after
     ``frozen``. ``frozen`` is an input of every step that is never differentiated (theta0 in stage
     2), or None.
@@ -289,7 +304,7 @@ def _degradation_feed(stage: _Stage, sampler, config: TrainConfig, batch_shardin
 
 
 @functools.lru_cache(maxsize=16)
-def _compile(stage: _Stage, replicated, batch_sharding) -> _Compiled:
+def _compile(stage: _Stage, replicated, batch_sharding) -> CompiledStage:
     """The jitted init, optimizer init and step of ``stage``; cached so repeated runs reuse compilations.
 
     The step is ``(trainable, opt_state, frozen, clean, degraded, data_key, index) ->
@@ -298,17 +313,18 @@ def _compile(stage: _Stage, replicated, batch_sharding) -> _Compiled:
     are donated.
     """
     model = stage.spec.build()
-    optimizer = _optimizer(stage.optimizer)
+    optimizer = optimizer_of(stage.optimizer)
     loss_fn = LOSSES[stage.loss]
     degradation, level, tuner = stage.degradation, stage.level, stage.tuner
+    split = dict(micro_batches=stage.micro_batches, shards=batch_sharding.mesh.size)
     if tuner is None:
-        inner = make_base_step(model, optimizer, loss_fn)
+        inner = make_base_step(model, optimizer, loss_fn, **split)
 
         def init(key, frozen):
             del frozen
             return model.init(key, jnp.zeros(stage.input_shape, jnp.float32))["params"]
     else:
-        inner = make_tune_step(model, tuner, optimizer, loss_fn)
+        inner = make_tune_step(model, tuner, optimizer, loss_fn, **split)
         init = tuner.init
 
     def step(trainable, opt_state, frozen, clean, degraded, data_key, index):
@@ -319,7 +335,7 @@ def _compile(stage: _Stage, replicated, batch_sharding) -> _Compiled:
             return inner(trainable, opt_state, degraded, clean)
         return inner(trainable, opt_state, frozen, degraded, clean)
 
-    return _Compiled(
+    return CompiledStage(
         init=jax.jit(init, out_shardings=replicated),
         opt_init=jax.jit(optimizer.init, out_shardings=replicated),
         step=jax.jit(step, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated)),
@@ -331,7 +347,8 @@ def _schedule(lr: float, milestones: tuple, gamma: float) -> optax.Schedule:
     return optax.piecewise_constant_schedule(lr, {m: gamma for m in milestones})
 
 
-def _optimizer(settings: tuple) -> optax.GradientTransformation:
+def optimizer_of(settings: tuple) -> optax.GradientTransformation:
+    """Adam with the MultiStep schedule of ``TrainConfig.optimizer_settings()``."""
     lr, milestones, gamma, b1, b2 = settings
     return optax.adam(_schedule(lr, milestones, gamma), b1=b1, b2=b2)
 

@@ -1,0 +1,92 @@
+"""Training steps: micro-batches give the full batch's loss and update; the chunking and its checks."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ctl_jax.nets.adafm_net import AdaFMNet
+from ctl_jax.train.steps import l2_loss, make_base_step, make_tune_step, micro_batch_count, micro_batch_mean
+from ctl_jax.train.trainer import TrainConfig
+from ctl_jax.tuning import AdaFM, insert_adafm_slots
+
+
+@pytest.mark.parametrize("batch, size, expected", [
+    (16, 96, 8),   # chunks of 2 x 96^2 = 18432 pixels
+    (16, 48, 2),   # 8 x 48^2
+    (8, 48, 1),    # the whole batch is 18432 pixels: no room to split
+    (12, 128, 6),  # 2 x 128^2; 12 has no divisor 7 or 8
+    (32, 128, 8),  # capped at 8
+    (4, 16, 1),    # tiny: never split
+    (7, 96, 1),    # 7 is prime, and 7 chunks of one 96^2 sample would hold 9216 pixels each
+])
+def test_auto_micro_batches_on_cpu_keep_16k_pixels_per_chunk(batch, size, expected):
+    assert micro_batch_count(batch, size * size, "auto", platform="cpu") == expected
+
+
+def test_auto_micro_batches_off_cpu_is_one_and_explicit_counts_are_checked():
+    assert micro_batch_count(16, 96 * 96, "auto", platform="gpu") == 1
+    assert micro_batch_count(16, 96 * 96, "auto", platform="tpu") == 1
+    assert micro_batch_count(16, 4, 16) == 16  # an explicit count ignores the pixel rule
+    for bad in (0, -2, 2.0, True, "four"):
+        with pytest.raises(ValueError, match="positive int"):
+            micro_batch_count(16, 64, bad)
+    with pytest.raises(ValueError, match="does not divide the 8 samples"):
+        micro_batch_count(8, 64, 3)
+    for bad in (0, "4", 1.5):
+        with pytest.raises(ValueError, match="micro_batches"):
+            TrainConfig(micro_batches=bad)
+    with pytest.raises(ValueError, match="does not divide"):
+        TrainConfig(batch_size=4, micro_batches=3).micro_batch_count((1, 16, 16, 3))
+    assert TrainConfig(batch_size=16).micro_batch_count((1, 96, 96, 3)) == micro_batch_count(16, 96 * 96)
+
+
+def test_chunks_are_contiguous_blocks_of_every_shard():
+    seen = []
+
+    def record(x):
+        seen.append(np.asarray(x).tolist())
+        return jnp.mean(x)
+
+    x = jnp.arange(8.0)
+    assert float(micro_batch_mean(record, (x,), micro_batches=2, shards=2)) == pytest.approx(3.5)
+    assert seen == [[0, 1, 4, 5], [2, 3, 6, 7]]  # shard 0 holds 0..3, shard 1 holds 4..7
+    seen.clear()
+    micro_batch_mean(record, (x,), micro_batches=4, shards=1)
+    assert seen == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    seen.clear()
+    micro_batch_mean(record, (x,), micro_batches=1, shards=4)
+    assert seen == [list(range(8))]
+
+
+def test_micro_batched_steps_give_the_full_batch_update():
+    x = jax.random.uniform(jax.random.key(0), (8, 16, 16, 3))
+    y = jnp.clip(x + 0.1 * jax.random.normal(jax.random.key(1), x.shape), 0, 1)
+    base = AdaFMNet(blocks=2, features=8)
+    theta = base.init(jax.random.key(2), x)["params"]
+    slotted = AdaFMNet(blocks=2, features=8, adafm_kernel=3)
+    theta0 = insert_adafm_slots(theta, jax.eval_shape(slotted.init, jax.random.key(0), x)["params"])
+    tuner = AdaFM()
+    phi = jax.tree.map(lambda a: a + 0.01, tuner.init(None, theta0))
+    opt = optax.sgd(0.5)  # plain SGD: the update is the gradient itself, so compare it directly
+
+    def one_step(n, shards):
+        theta1, _, loss1 = make_base_step(base, opt, l2_loss, n, shards)(
+            jax.tree.map(jnp.copy, theta), opt.init(theta), y, x)
+        phi1, _, loss2 = make_tune_step(slotted, tuner, opt, l2_loss, n, shards)(
+            jax.tree.map(jnp.copy, phi), opt.init(phi), theta0, y, x)
+        return (theta1, phi1), (loss1, loss2)
+
+    reference, ref_losses = one_step(1, 1)
+    moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(reference[0]), jax.tree.leaves(theta)))
+    assert moved > 1e-3, "the step must move the parameters for this test to mean anything"
+    for n, shards in ((2, 1), (4, 1), (8, 1), (2, 2), (2, 4)):
+        trees, losses = one_step(n, shards)
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(trees), jax.tree.leaves(reference)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
