@@ -91,15 +91,16 @@ def _pair_feed(sampler, config: TrainConfig, batch_sharding):
     return feed
 
 
-def _init_fn(stage: _HyperStage):
-    model = stage.spec.build()
-    x = jnp.zeros(stage.input_shape, jnp.float32)
-    if stage.hyper is None:
-        return lambda key: model.init(key, x, jnp.zeros((1, stage.gamma_dim)))["params"]
+def _init_fn(spec: NetworkSpec, hyper: Hypernet | None, gamma_dim: int, input_shape: tuple):
+    """key -> a fresh trainable tree: psi of ``hyper``, or baseline [18]'s network parameters."""
+    model = spec.build()
+    x = jnp.zeros(input_shape, jnp.float32)
+    if hyper is None:
+        return lambda key: model.init(key, x, jnp.zeros((1, gamma_dim)))["params"]
 
     def init(key):
         base_key, fc_key = jax.random.split(key)
-        return stage.hyper.init(fc_key, model.init(base_key, x)["params"])
+        return hyper.init(fc_key, model.init(base_key, x)["params"])
 
     return init
 
@@ -109,7 +110,7 @@ def _compile(stage: _HyperStage, replicated, batch_sharding) -> CompiledStage:
     model = stage.spec.build()
     optimizer = optimizer_of(stage.optimizer)
     loss_fn = LOSSES[stage.loss]
-    init = _init_fn(stage)
+    init = _init_fn(stage.spec, stage.hyper, stage.gamma_dim, stage.input_shape)
 
     def predict(trainable, inputs, gammas):
         if stage.hyper is None:
@@ -181,8 +182,7 @@ def load_operator_model(workdir, step: int | None = None) -> OperatorModel:
     hyper = Hypernet(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["hyper"].items()}) \
         if meta["hyper"] else None
     gamma_space = GammaSpace.from_dict(meta["gamma_space"])
-    stage = _HyperStage(spec, hyper, gamma_space.dim, tuple(meta["input_shape"]), (), "l2", "map")
-    template = jax.eval_shape(_init_fn(stage), jax.random.key(0))
+    template = jax.eval_shape(_init_fn(spec, hyper, gamma_space.dim, tuple(meta["input_shape"])), jax.random.key(0))
     with Checkpointer(workdir) as ckpt:
         params = ckpt.restore(template, step=step)["params"]
     return OperatorModel(spec, hyper, gamma_space, params, meta)
