@@ -10,10 +10,10 @@ Prints, all measured in this process:
   parameters; the base is an input, so its weight gradients are never computed) and their ratio;
 - the FLOPs of each step from XLA's cost analysis and the achieved FLOP/s;
 - the peak conv FLOP/s measured here on the network's dominant conv (3x3, nf -> nf, at the
-  body's half resolution): the fastest of its forward, data-gradient and weight-gradient convs,
-  each timed as one op and as 8 independent batch chunks in one program (XLA runs those
-  concurrently, which one conv does not exploit); and each step's achieved FLOP/s as a fraction
-  of that peak.
+  body's half resolution): the best time of its forward, data-gradient and weight-gradient convs,
+  each timed as one op and as 8 independent batch chunks in one program (XLA may run those
+  concurrently, which one conv does not exploit); and each step's achieved FLOP/s (median step
+  time) as a fraction of that peak.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 sys.path.insert(0, os.path.dirname(__file__))
-from timing import median_time  # noqa: E402
+from timing import best_time, median_time  # noqa: E402
 
 from ctl_jax.eval.cost import xla_flops  # noqa: E402
 from ctl_jax.nets.adafm_net import AdaFMNet  # noqa: E402
@@ -36,8 +36,9 @@ from ctl_jax.tuning import AdaFM, insert_adafm_slots  # noqa: E402
 
 
 def conv_rates(batch, size, features, repeats) -> dict:
-    """FLOP/s of the dominant conv (3x3, features -> features) at its shape: forward, data gradient
-    and weight gradient, each timed as one op and as up to 8 independent batch chunks in one program."""
+    """Best FLOP/s of the dominant conv (3x3, features -> features) at its shape: forward, data
+    gradient and weight gradient, each timed as one op and as up to 8 independent batch chunks in
+    one program (how much XLA overlaps the chunks varies from run to run, hence the best time)."""
     x = jax.random.normal(jax.random.key(0), (batch, size, size, features))
     w = jax.random.normal(jax.random.key(1), (3, 3, features, features)) * 0.05
     g = jax.random.normal(jax.random.key(2), x.shape)
@@ -54,7 +55,7 @@ def conv_rates(batch, size, features, repeats) -> dict:
             chunked = jax.jit(lambda x, w, g, op=op: [op(xc, w, gc) for xc, gc in
                                                       zip(jnp.split(x, chunks), jnp.split(g, chunks))])
             label = name if chunks == 1 else f"{name} x{chunks}"
-            rates[label] = flops / median_time(lambda: chunked(x, w, g), repeats)
+            rates[label] = flops / best_time(lambda: chunked(x, w, g), repeats)
     return rates
 
 

@@ -77,7 +77,7 @@ def train_hyper(spec: NetworkSpec, hyper: Hypernet | None, gamma_space: GammaSpa
             "hyper": dataclasses.asdict(hyper) if hyper else None, "gamma_space": gamma_space.to_dict(),
             "config": config.to_dict(), "input_shape": list(stage.input_shape)}
     return train_loop(functools.partial(_compile, stage), functools.partial(_pair_feed, sampler, config),
-                       None, meta, workdir, config)
+                      None, meta, workdir, config)
 
 
 def _pair_feed(sampler, config: TrainConfig, batch_sharding):

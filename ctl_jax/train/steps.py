@@ -33,6 +33,12 @@ def l2_loss(pred, target):
 LOSSES = {"l1": l1_loss, "l2": l2_loss}
 
 
+def check_micro_batches(requested) -> None:
+    """ValueError unless ``requested`` is "auto" or a positive int."""
+    if requested != "auto" and (type(requested) is not int or requested < 1):
+        raise ValueError(f"micro_batches must be 'auto' or a positive int; got {requested!r}")
+
+
 def micro_batch_count(per_device_batch: int, sample_pixels: int, requested: int | str = "auto",
                       platform: str | None = None) -> int:
     """How many chunks a step splits each device's ``per_device_batch`` samples into.
@@ -43,14 +49,13 @@ def micro_batch_count(per_device_batch: int, sample_pixels: int, requested: int 
     CPU (AdaFM-Net, all methods): batch 16 of 96x96 -> 8 chunks, 30-35% faster; batch 8 of
     48x48 -> 1 (4 chunks made stage 1 40% slower). ``platform`` defaults to ``jax.default_backend()``.
     """
+    check_micro_batches(requested)
     if requested == "auto":
         if (platform or jax.default_backend()) != "cpu":
             return 1
         fits = [n for n in range(1, MAX_AUTO_MICRO_BATCHES + 1)
                 if per_device_batch % n == 0 and per_device_batch // n * sample_pixels >= MIN_AUTO_CHUNK_PIXELS]
         return max(fits, default=1)
-    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-        raise ValueError(f"micro_batches must be 'auto' or a positive int; got {requested!r}")
     if per_device_batch % requested:
         raise ValueError(f"micro_batches={requested} does not divide the {per_device_batch} samples "
                          f"each device gets per step")

@@ -42,7 +42,7 @@ from ctl_jax.data.degrade import ON_DEVICE, Degradation, jpeg_compress
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import (Checkpointer, base_workdir_of, check_compatible, describe, latest_meta,
                                       load_params, params_template, relpath)
-from ctl_jax.train.steps import LOSSES, make_base_step, make_tune_step, micro_batch_count
+from ctl_jax.train.steps import LOSSES, check_micro_batches, make_base_step, make_tune_step, micro_batch_count
 from ctl_jax.tuning import insert_adafm_slots, make_tuner
 
 METRICS_FILE = "metrics.jsonl"
@@ -94,8 +94,7 @@ class TrainConfig:
         if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
             raise ValueError(f"lr_milestones must be increasing positive step numbers; got {self.lr_milestones}")
         self.lr_milestones = milestones
-        if self.micro_batches != "auto" and (type(self.micro_batches) is not int or self.micro_batches < 1):
-            raise ValueError(f"micro_batches must be 'auto' or a positive int; got {self.micro_batches!r}")
+        check_micro_batches(self.micro_batches)
 
     def micro_batch_count(self, input_shape) -> int:
         """Micro-batches per step for network inputs of ``input_shape`` (.., H, W, C) on this
@@ -133,7 +132,7 @@ def train_base(spec: NetworkSpec, sampler, degradation: Degradation, workdir, co
     stage = _Stage.of(spec, None, degradation, level, config)
     meta = _meta(stage, "base", 1, config)
     return train_loop(functools.partial(_compile, stage), functools.partial(_degradation_feed, stage, sampler, config),
-                       None, meta, workdir, config)
+                      None, meta, workdir, config)
 
 
 def train_tuner(spec: NetworkSpec, method: str, base_workdir, sampler, degradation: Degradation, workdir,
@@ -166,7 +165,7 @@ def train_tuner(spec: NetworkSpec, method: str, base_workdir, sampler, degradati
     meta["base"] = {"workdir": str(Path(base_workdir).resolve()), "relpath": relpath(base_workdir, workdir),
                     "step": base_meta["step"], "network": base_spec.to_dict()}
     return train_loop(functools.partial(_compile, stage), functools.partial(_degradation_feed, stage, sampler, config),
-                       theta0, meta, workdir, config)
+                      theta0, meta, workdir, config)
 
 
 def data_parallel_mesh(batch_size: int) -> tuple[jax.sharding.Mesh, NamedSharding, NamedSharding]:
