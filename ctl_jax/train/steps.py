@@ -4,11 +4,13 @@ Micro-batches: a step can split each device's share of the batch into ``micro_ba
 chunks and average their losses. The gradient is the full batch's (the losses are means over
 equal-sized chunks, and no network here has batch statistics), but XLA now sees independent
 forward/backward chains that it runs concurrently, each on cache-sized tensors. On a 2-core CPU
-this makes the AdaFM-Net step (nb=16, nf=64, batch 16 of 96x96) 30% faster in stage 1 and 35% in
-stage 2; chunks of fewer than about 16k pixels make weight-gradient convs slower instead. On
-GPU/TPU one large batch is better. ``python benchmarks/train_step.py --micro-batches 1 2 4 8``
-measures it.
+this makes the AdaFM-Net step (nb=16, nf=64, batch 16 of 96x96, 8 chunks) 20-29% faster in stage
+1 and 32-37% in stage 2; chunks of fewer than about 16k pixels make weight-gradient convs slower
+instead. On GPU/TPU one large batch is better. ``python benchmarks/train_step.py --micro-batches 1
+2 4 8`` measures it.
 """
+
+from __future__ import annotations
 
 import functools
 
@@ -46,7 +48,7 @@ def micro_batch_count(per_device_batch: int, sample_pixels: int, requested: int 
     ``requested`` is a positive int dividing ``per_device_batch`` (ValueError otherwise) or
     ``"auto"``: 1 off CPU; on CPU the most chunks, at most 8, whose chunks still hold at least
     16,384 input pixels (``sample_pixels`` = H * W of one network input). Measured on a 2-core
-    CPU (AdaFM-Net, all methods): batch 16 of 96x96 -> 8 chunks, 30-35% faster; batch 8 of
+    CPU (AdaFM-Net, all methods): batch 16 of 96x96 -> 8 chunks, 20-37% faster; batch 8 of
     48x48 -> 1 (4 chunks made stage 1 40% slower). ``platform`` defaults to ``jax.default_backend()``.
     """
     check_micro_batches(requested)
