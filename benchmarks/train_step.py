@@ -19,20 +19,17 @@ Prints, all measured in this process:
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import optax
 
-sys.path.insert(0, os.path.dirname(__file__))
-from timing import best_time, median_time  # noqa: E402
+from timing import best_time, median_time
 
-from ctl_jax.eval.cost import xla_flops  # noqa: E402
-from ctl_jax.nets.adafm_net import AdaFMNet  # noqa: E402
-from ctl_jax.train.steps import make_base_step, make_tune_step, micro_batch_count  # noqa: E402
-from ctl_jax.tuning import AdaFM, insert_adafm_slots  # noqa: E402
+from ctl_jax.eval.cost import xla_flops
+from ctl_jax.nets.adafm_net import AdaFMNet
+from ctl_jax.train.steps import make_base_step, make_tune_step, micro_batch_count
+from ctl_jax.tuning import AdaFM, insert_adafm_slots
 
 
 def conv_rates(batch, size, features, repeats) -> dict:

@@ -67,13 +67,12 @@ def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], o
     if values is not None:
         values = [float(v) for v in values]
         fixed = {spec.name: [spec.check(v) for v in values] for spec in specs}
+        per_image = len(values)
     elif grid is not None:
         fixed = {spec.name: spec.grid(grid) for spec in specs}
     else:
         fixed = None
     out_dir = Path(out_dir)
-    if values is not None:
-        per_image = len(values)
     settings = {"per_image": int(per_image), "crop": int(crop), "seed": int(seed), "values": values}
     if grid is not None:
         settings = {**settings, "per_image": None, "grid": int(grid)}
