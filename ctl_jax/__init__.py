@@ -10,7 +10,8 @@ from ctl_jax.eval.filters import filter_similarity, per_layer_filter_similarity
 from ctl_jax.eval.metrics import crop_border, psnr, rgb_to_y, ssim
 from ctl_jax.nets import AdaFM as AdaFMLayer
 from ctl_jax.nets import AdaFMNet, CFSNetMain, DnCNN, adafm_net, cfsnet_main
-from ctl_jax.tuning import (DNI, FTN, TUNERS, AdaFM, apply_at_alpha, apply_tuned, apply_with_alpha_map,
-                            as_alpha, insert_adafm_slots, interpolate, lerp, make_tuner)
+from ctl_jax.control import Control, as_control
+from ctl_jax.tuners import (DNI, FTN, TUNERS, AdaFM, Tuner, apply_at_alpha, apply_tuned, apply_with_alpha_map,
+                            insert_adafm_slots, interpolate, lerp, make_tuner)
 
 __version__ = "0.1.0"

@@ -179,7 +179,7 @@ def _apply_tuned_model(args, padded):
     import jax.numpy as jnp
 
     from ctl_jax.pipeline import load_tuned
-    from ctl_jax.tuning import apply_tuned
+    from ctl_jax.tuners import apply_tuned
 
     if args.param is not None or args.operator is not None:
         raise SystemExit("ctl-jax: --param and --operator are for operator (hypernetwork) models; use --alpha")

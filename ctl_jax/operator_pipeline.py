@@ -5,7 +5,7 @@ A config (``experiments/operators.py``) is a dict:
     network:   NetworkSpec fields (name "decouple_net", variant, channels)
     operators: operator names; one gives gamma (1,), several add the operator id
     method:    "hyper" (weight-learning network) or "baseline18" (gamma as input channels)
-    hyper:     {"preset": a ctl_jax.tuning.hyper.PRESETS name (or "predict": [patterns], "part": ...),
+    hyper:     {"preset": a ctl_jax.tuners.hyper.PRESETS name (or "predict": [patterns], "part": ...),
                 "hidden": None | int, "relu": bool}
     train:     TrainConfig fields
     values:    None, or {operator: [values]}: train only on cached pairs at these values (the
@@ -28,8 +28,8 @@ from ctl_jax.eval.sweep import crop_to_multiple
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.hyper_trainer import OperatorModel, load_operator_model, train_hyper
 from ctl_jax.train.trainer import TrainConfig
-from ctl_jax.tuning.gamma import GammaSpace
-from ctl_jax.tuning.hyper import Hypernet
+from ctl_jax.tuners.gamma import GammaSpace
+from ctl_jax.tuners.hyper import Hypernet
 
 
 def hypernet_of(config: dict, gamma_space: GammaSpace) -> Hypernet | None:

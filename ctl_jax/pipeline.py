@@ -79,7 +79,7 @@ class TunedModel(NamedTuple):
 def load_tuned(workdir) -> TunedModel:
     """Read a stage-2 run (or a stage-1 run: DNI with phi = theta0, so alpha has no effect)."""
     from ctl_jax.train.checkpoint import load_params
-    from ctl_jax.tuning import make_tuner
+    from ctl_jax.tuners import make_tuner
 
     spec, meta, params = load_params(workdir)
     if meta["stage"] == 1:
@@ -140,7 +140,7 @@ def _from_scratch(spec, degradation, sweep_cfg, stage1, sampler, out, images, na
     from ctl_jax.eval.sweep import SweepResult, sweep
     from ctl_jax.train.checkpoint import load_params
     from ctl_jax.train.trainer import train_base
-    from ctl_jax.tuning import make_tuner
+    from ctl_jax.tuners import make_tuner
 
     rows = []
     for level in sweep_cfg["levels"]:
@@ -164,7 +164,7 @@ def _write_figures(config, tuned: dict, report, images, degradation, alphas):
     from ctl_jax.data import write_image
     from ctl_jax.eval.plots import image_strip, per_pixel_demo
     from ctl_jax.eval.sweep import crop_to_multiple, degrade, outputs_over_alphas
-    from ctl_jax.tuning import apply_tuned
+    from ctl_jax.tuners import apply_tuned
 
     levels = config["sweep"]["levels"]
     middle = levels[len(levels) // 2]

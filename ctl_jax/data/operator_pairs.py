@@ -26,7 +26,7 @@ import numpy as np
 
 from ctl_jax.data.images import centre_crop
 from ctl_jax.data.patches import PatchSampler
-from ctl_jax.tuning.gamma import GammaSpace
+from ctl_jax.tuners.gamma import GammaSpace
 
 CACHE_META = "cache.json"
 

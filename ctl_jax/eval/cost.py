@@ -14,8 +14,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from ctl_jax.tuning import interpolate, make_tuner
-from ctl_jax.tuning.trees import count_params
+from ctl_jax.tuners import interpolate, make_tuner
+from ctl_jax.tuners.trees import count_params
 
 
 def xla_flops(fn: Callable, *args) -> float:
@@ -49,7 +49,7 @@ def method_costs(make_model: Callable[..., object], image_shape: tuple,
 
     make_model: ``make_model(adafm_kernel=None | k)`` returns the base network (with AdaFM slots
       when k is given), e.g. ``functools.partial(adafm_net, "paper")``.
-    image_shape: (N, H, W, C) of the input. methods: "baseline" or names of ``ctl_jax.tuning.TUNERS``.
+    image_shape: (N, H, W, C) of the input. methods: "baseline" or names of ``ctl_jax.tuners.TUNERS``.
     All shapes are abstract (``jax.eval_shape``); nothing the size of the network is allocated
     except for compiling.
     """

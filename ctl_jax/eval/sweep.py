@@ -10,7 +10,7 @@ The alphas of one image are evaluated by one of three strategies (DESIGN.md sect
 chunks of ``chunk`` alphas) or ``"loop"`` (a Python loop over one jitted single-alpha function,
 compiled once). All levels of an image go through the network together as one batch.
 ``theta1 = tuner.endpoint(phi, theta0)`` is computed once per sweep; the network at alpha then runs
-with ``lerp(theta0, theta1, alpha)``, which is :func:`ctl_jax.tuning.interpolate`.
+with ``lerp(theta0, theta1, alpha)``, which is :func:`ctl_jax.tuners.interpolate`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 
 from ctl_jax.data.degrade import Degradation, check_level, jpeg_compress
 from ctl_jax.eval.metrics import psnr, ssim
-from ctl_jax.tuning.alpha import lerp
-from ctl_jax.tuning.trees import Params, check_params_match
+from ctl_jax.tuners.alpha import lerp
+from ctl_jax.tuners.trees import Params, check_params_match
 
 STRATEGIES = ("vmap", "map", "loop")
 # "auto": the fastest strategy measured by benchmarks/sweep_strategies.py on this project's 2-core
@@ -306,7 +306,7 @@ def sweep(model, tuner, theta0: Params, phi: Params, images: Sequence[np.ndarray
 
     Args:
       model: a Flax Linen base network mapping (N, H, W, C) in [0, 1] to the same shape.
-      tuner, theta0, phi: the continuous-level method (``ctl_jax.tuning.make_tuner``) and its trees.
+      tuner, theta0, phi: the continuous-level method (``ctl_jax.tuners.make_tuner``) and its trees.
       images: clean test images, float (H, W, C) in [0, 1], C = 1 or 3; sizes may differ. Each is
         cropped (bottom/right) to a multiple of ``multiple_of`` (and of the bicubic scale).
       degradation: kind and training levels (A at alpha 0, B at alpha 1).

@@ -155,7 +155,7 @@ class DecoupleNet(nn.Module):
             parts.append(jnp.broadcast_to(gamma[:, None, None, :].astype(x.dtype), x.shape[:3] + (gamma.shape[1],)))
         elif gamma is not None:
             raise ValueError("gamma was given but this DecoupleNet has condition_channels=0; "
-                             "use a hypernetwork (ctl_jax.tuning.hyper) to control it")
+                             "use a hypernetwork (ctl_jax.tuners.hyper) to control it")
         return jnp.concatenate(parts, axis=-1)
 
     def _run(self, op, h, skip):

@@ -245,7 +245,7 @@ def _load_trainable(workdir, step, spec: NetworkSpec, meta: dict, sharding):
     """Restore only the trainable tree of ``workdir`` (no optimizer state), for stage 1 or 2."""
     template = params_template(spec, meta["input_shape"])
     if meta["stage"] == 2:
-        from ctl_jax.tuning import make_tuner  # only stage-2 checkpoints need the tuners
+        from ctl_jax.tuners import make_tuner  # only stage-2 checkpoints need the tuners
 
         tuner = make_tuner(meta["method"])
         template = jax.eval_shape(tuner.init, jax.random.key(0), template)
@@ -274,7 +274,7 @@ def load_params(workdir, step: int | None = None, sharding=None) -> tuple[Networ
     if base_meta.get("stage") != 1:
         raise CheckpointError(f"{workdir}: its base {base_dir} is not a stage-1 run ({describe(base_meta)})")
     if base_spec != spec:  # AdaFM tuned from a slot-free base: add the zero slots phi fills
-        from ctl_jax.tuning import insert_adafm_slots
+        from ctl_jax.tuners import insert_adafm_slots
 
         theta0 = insert_adafm_slots(theta0, params_template(spec, meta["input_shape"]))
     phi = _load_trainable(workdir, step, spec, meta, sharding)

@@ -26,8 +26,8 @@ from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import Checkpointer, CheckpointError, describe
 from ctl_jax.train.steps import LOSSES, micro_batch_mean
 from ctl_jax.train.trainer import CompiledStage, TrainConfig, optimizer_of, train_loop
-from ctl_jax.tuning.gamma import GammaSpace
-from ctl_jax.tuning.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk
+from ctl_jax.tuners.gamma import GammaSpace
+from ctl_jax.tuners.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk
 
 METHODS = ("hyper", "baseline18")
 

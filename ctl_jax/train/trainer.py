@@ -43,7 +43,7 @@ from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import (Checkpointer, base_workdir_of, check_compatible, describe, latest_meta,
                                       load_params, params_template, relpath)
 from ctl_jax.train.steps import LOSSES, check_micro_batches, make_base_step, make_tune_step, micro_batch_count
-from ctl_jax.tuning import insert_adafm_slots, make_tuner
+from ctl_jax.tuners import insert_adafm_slots, make_tuner
 
 METRICS_FILE = "metrics.jsonl"
 # AdaFM slot size used when stage 2 adds slots to a slot-free base and the spec names none: 5x5

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from ctl_jax.nets.layers import ADAFM_PREFIX
-from ctl_jax.tuning.trees import Params, flatten, path_str, unflatten
+from ctl_jax.tuners.base import ParameterTuner
+from ctl_jax.tuners.trees import Params, flatten, path_str, unflatten
 
 
 def is_adafm_path(path: tuple) -> bool:
@@ -46,21 +47,42 @@ def insert_adafm_slots(base_params: Params, slotted_template: Params) -> Params:
             raise ValueError(f"{path_str(p)}: base params have shape {jnp.shape(base[p])}, "
                              f"the slotted network expects {leaf.shape}")
         else:
-            out[p] = base[p]
+            out[p] = jnp.array(base[p])  # a copy: donating the result must not free the caller's tree
     extra = sorted(path_str(p) for p in base.keys() - out.keys())
     if extra:
         raise ValueError(f"base params have leaves the slotted network lacks: {extra[:5]}")
     return unflatten(out)
 
 
+# AdaFM slot size used when stage 2 adds slots to a slot-free base: 5x5 matches the FTN paper's
+# AdaFM-Net parameter count for denoising (reference/cll_anchors.md 1.1).
+DEFAULT_ADAFM_KERNEL = 5
+
+
 @dataclasses.dataclass(frozen=True)
-class AdaFM:
-    """AdaFM tuner: phi = the zero-initialised slot parameters; endpoint = theta0 with phi inserted."""
+class AdaFM(ParameterTuner):
+    """AdaFM tuner: phi = the zero-initialised slot parameters; endpoint = theta0 with phi inserted.
+
+    kernel: the slot size stage 2 adds to a slot-free base network (1, 3, 5 or 7).
+    """
 
     name: str = "adafm"
+    kernel: int = DEFAULT_ADAFM_KERNEL
 
-    def init(self, key: jax.Array, theta0: Params) -> Params:
-        del key
+    def tuned_spec(self, spec):
+        """The base's network with AdaFM slots (a spec that already has slots is kept)."""
+        if spec.adafm_kernel is not None:
+            return spec
+        return dataclasses.replace(spec, adafm_kernel=self.kernel)
+
+    def prepare_base(self, theta0: Params, template: Params) -> Params:
+        """theta0 with zero slots where the slotted network ``template`` has them."""
+        if adafm_subtree(theta0):
+            return theta0
+        return insert_adafm_slots(theta0, template)
+
+    def init(self, key: jax.Array, theta0: Params, model=None, x=None) -> Params:
+        del key, model, x
         slots = adafm_subtree(theta0)
         if not slots:
             raise ValueError("the network has no AdaFM slots: build it with adafm_kernel=1, 3, 5 or 7 "

@@ -21,53 +21,33 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ctl_jax.control import Control, as_control
 from ctl_jax.nets.layers import DepthwiseConv
-from ctl_jax.tuning.trees import Params, flatten, path_str, subtree
+from ctl_jax.tuners.trees import Params, flatten, path_str, subtree
 
 LINEAR_IN_PARAMS = (nn.Conv, nn.ConvTranspose, nn.Dense, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm, nn.PReLU,
                     DepthwiseConv)
 
 
-def normalize_alpha_map(alpha_map: jax.Array, batch: int) -> jax.Array:
-    """(H, W), (N|1, H, W) or (N|1, H, W, 1) -> (N, H, W, 1) float32; ValueError if not broadcastable."""
-    a = jnp.asarray(alpha_map, jnp.float32)
-    shape = tuple(a.shape)
-    if a.ndim == 4:
-        if a.shape[-1] != 1:
-            raise ValueError(f"a 4-d alpha map must be (N, H, W, 1) (one alpha per pixel); got {shape}")
-        a = a[..., 0]
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise ValueError(f"alpha map must be (H, W), (N, H, W) or (N, H, W, 1); got shape {shape}")
-    if a.shape[0] not in (1, batch):
-        raise ValueError(f"alpha map of shape {shape} cannot be broadcast to a batch of {batch} images "
-                         f"(its batch axis must be 1 or {batch})")
-    return jnp.broadcast_to(a, (batch,) + a.shape[1:])[..., None]
-
-
-def resize_alpha_map(alpha_map: jax.Array, out_shape: tuple) -> jax.Array:
-    """Resize an (N, H, W, 1) map to broadcast against a layer output of ``out_shape``."""
-    n = alpha_map.shape[0]
+def resize_alpha_map(control: Control, out_shape: tuple) -> jax.Array:
+    """The control map resized to broadcast against a layer output of ``out_shape``: (N, h, w, 1)
+    for (N, h, w, C) outputs, the per-sample mean over pixels (N, 1) for (N, C) outputs."""
     if len(out_shape) == 4:
-        h, w = out_shape[1], out_shape[2]
-        if (h, w) == alpha_map.shape[1:3]:
-            return alpha_map
-        return jax.image.resize(alpha_map, (n, h, w, 1), method="linear", antialias=False)
+        return control.resized(out_shape[1], out_shape[2], out_shape[0])
     if len(out_shape) == 2:
-        return jnp.mean(alpha_map, axis=(1, 2))  # (N, 1)
+        return control.per_sample_values(out_shape[0])
     raise ValueError(f"per-pixel alpha: cannot map a layer output of shape {out_shape} to pixels")
 
 
 def apply_with_alpha_map(model: nn.Module, theta0: Params, theta1: Params, x: jax.Array,
-                         alpha_map: jax.Array, *args, **kwargs) -> jax.Array:
+                         control: Control, *args, **kwargs) -> jax.Array:
     """``model.apply`` with every parameterised layer mixed per pixel between theta0 and theta1.
 
-    x: (N, H, W, C) input; alpha_map: see :func:`normalize_alpha_map` (any resolution).
+    x: (N, H, W, C) input; control: a D = 1 ``Control`` (a per-pixel map at any resolution).
     Raises ValueError if the network has parameters outside the layers listed in
     ``LINEAR_IN_PARAMS`` (they could not be mixed exactly).
     """
-    amap = normalize_alpha_map(alpha_map, x.shape[0])
+    control = as_control(control).check(x.shape[0], 1)
     mixed_paths = set()
     busy = [False]  # the second evaluation of a layer must pass through untouched
 
@@ -83,7 +63,7 @@ def apply_with_alpha_map(model: nn.Module, theta0: Params, theta1: Params, x: ja
         finally:
             busy[0] = False
         mixed_paths.add(path)
-        a = resize_alpha_map(amap, y0.shape)
+        a = resize_alpha_map(control, y0.shape)
         return (1 - a) * y0 + a * y1
 
     with nn.intercept_methods(interceptor):

@@ -14,18 +14,19 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ctl_jax.tuning.trees import Params, check_same_structure
+from ctl_jax.tuners.base import ParameterTuner
+from ctl_jax.tuners.trees import Params, check_same_structure
 
 
 @dataclasses.dataclass(frozen=True)
-class DNI:
+class DNI(ParameterTuner):
     """DNI tuner: ``init`` copies theta0, ``endpoint`` returns the fine-tuned copy."""
 
     name: str = "dni"
 
-    def init(self, key: jax.Array, theta0: Params) -> Params:
+    def init(self, key: jax.Array, theta0: Params, model=None, x=None) -> Params:
         """phi = a copy of theta0 (fresh buffers, so donating one never invalidates the other)."""
-        del key
+        del key, model, x
         return jax.tree.map(jnp.array, theta0)
 
     def endpoint(self, phi: Params, theta0: Params) -> Params:

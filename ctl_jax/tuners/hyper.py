@@ -24,7 +24,7 @@ import fnmatch
 import jax
 import jax.numpy as jnp
 
-from ctl_jax.tuning.trees import Params, flatten, path_str, unflatten
+from ctl_jax.tuners.trees import Params, flatten, path_str, unflatten
 
 PARTS = ("all", "in0", "out0")
 

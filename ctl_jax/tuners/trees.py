@@ -47,14 +47,17 @@ def check_same_structure(a: Params, b: Params, what_a: str = "theta0", what_b: s
                              f"but {jnp.shape(fb[p])} in {what_b}")
 
 
-def check_params_match(model, params: Params, *example_args, **example_kwargs) -> None:
-    """Raise a ValueError unless ``params`` has exactly the leaves and shapes ``model`` expects.
+def param_template(model, *example_args, **example_kwargs) -> Params:
+    """``model``'s parameter tree as ``jax.ShapeDtypeStruct``s for inputs like ``example_args``
+    (arrays or ShapeDtypeStructs): ``jax.eval_shape`` of its init, so nothing is allocated and it
+    works under ``jax.jit``. The one template helper of the library."""
+    return jax.eval_shape(lambda *a: model.init(jax.random.key(0), *a, **example_kwargs), *example_args)["params"]
 
-    The template comes from ``jax.eval_shape(model.init, ...)`` on the example inputs, so no
-    memory is allocated and the check works under ``jax.jit`` (it only looks at shapes).
-    """
-    template = jax.eval_shape(lambda *a: model.init(jax.random.key(0), *a, **example_kwargs),
-                              *example_args)["params"]
+
+def check_params_match(model, params: Params, *example_args, **example_kwargs) -> None:
+    """Raise a ValueError unless ``params`` has exactly the leaves and shapes ``model`` expects
+    (the template of :func:`param_template`; shapes only, so it works under ``jax.jit``)."""
+    template = param_template(model, *example_args, **example_kwargs)
     check_same_structure(template, params, f"{type(model).__name__} (expected)", "the given params")
 
 

@@ -27,7 +27,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ctl_jax.tuning.trees import Params, flatten, path_str, unflatten
+from ctl_jax.tuners.base import ParameterTuner
+from ctl_jax.tuners.trees import Params, flatten, path_str, unflatten
 
 SPATIAL_KERNEL = 3  # kernel size of the depthwise convs of the "spatial" ablation
 
@@ -105,7 +106,7 @@ def is_conv_kernel(path: tuple, leaf) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class FTN:
+class FTN(ParameterTuner):
     """FTN tuner over every conv kernel of a parameter tree.
 
     groups: G of the grouped 1x1 convs (paper: 1, 4, 16).
@@ -131,9 +132,9 @@ class FTN:
             f"use groups dividing every conv's output channels, or FTN(on_indivisible='gcd') to use "
             f"gcd(groups, channels) = {math.gcd(self.groups, channels)} groups for such layers")
 
-    def init(self, key: jax.Array, theta0: Params) -> Params:
+    def init(self, key: jax.Array, theta0: Params, model=None, x=None) -> Params:
         """phi: one identity-initialised FTN per conv kernel, nested like theta0's kernels."""
-        del key
+        del key, model, x
         if self.on_indivisible not in ("error", "gcd"):
             raise ValueError(f"on_indivisible must be 'error' or 'gcd'; got {self.on_indivisible!r}")
         phi = {p: ftn_layer_init(leaf.shape[-1], self.layer_groups(p, leaf.shape[-1]), self.depth, self.spatial)
