@@ -19,7 +19,8 @@ def _check_non_negative_int(name: str, value) -> int:
 
 
 class PatchSampler:
-    """Square patches cropped at random from a list of images, optionally flipped and rotated.
+    """Square patches cropped at random from a list of images, optionally flipped, rotated and with
+    their colour channels permuted.
 
     images: a non-empty sequence of (H, W, C) arrays with one C for all, each at least
       ``patch_size`` in H and W; float in [0, 1] (kept as float32), or uint8 (kept as uint8 to
@@ -28,11 +29,18 @@ class PatchSampler:
     augment: if True each patch gets one of the 8 flips/rotations of the square (identity,
       rotations by 90, 180, 270 degrees, and each of those after a horizontal flip, which also
       covers the vertical flip and both transposes), all equally likely.
+    channel_permute: if True each patch gets its channels in one of the C! orders (for RGB: RGB,
+      RBG, GRB, GBR, BRG, BGR), all equally likely. This colour augmentation shows the network every
+      hue of the training set in six versions (a red car is also a green and a blue one), so it does
+      not learn to pull colours it has rarely seen towards the common ones. None (the default) means
+      ``augment and C == 3``: on for colour images, off for grey ones and for stacks of channels
+      that are not one RGB image (such as the input + target pairs of ``OperatorPairSampler``).
 
     Each patch picks its image uniformly (not by area), then a uniformly random crop position.
     """
 
-    def __init__(self, images: Sequence[np.ndarray], patch_size: int, batch_size: int, seed: int, augment: bool = True):
+    def __init__(self, images: Sequence[np.ndarray], patch_size: int, batch_size: int, seed: int, augment: bool = True,
+                 channel_permute: bool | None = None):
         if len(images) == 0:
             raise ValueError("PatchSampler needs at least one image; got an empty list")
         self.patch_size = _check_non_negative_int("patch_size", patch_size)
@@ -46,6 +54,9 @@ class PatchSampler:
         if len(channel_counts) > 1:
             raise ValueError(f"all images must have the same channel count; got a mix of {channel_counts}")
         self.channels = channel_counts[0]
+        if channel_permute is None:
+            channel_permute = self.augment and self.channels == 3
+        self.channel_permute = bool(channel_permute)
         self._heights = np.array([image.shape[0] for image in self._images])
         self._widths = np.array([image.shape[1] for image in self._images])
         self._scales = [np.float32(1 / 255) if image.dtype == np.uint8 else None for image in self._images]
@@ -88,6 +99,8 @@ class PatchSampler:
         lefts = rng.integers(0, self._widths[which] - p + 1)
         # Drawn even without augment, so crops do not depend on the augment flag.
         transforms = rng.integers(0, 8, size=n)
+        # Drawn last and always, so turning channel_permute on or off changes nothing else.
+        orders = rng.permuted(np.broadcast_to(np.arange(self.channels), (n, self.channels)), axis=1)
         out = np.empty((n, p, p, self.channels), np.float32)
         for k in range(n):
             i = which[k]
@@ -96,7 +109,8 @@ class PatchSampler:
                 if transforms[k] >= 4:
                     patch = patch[:, ::-1]
                 patch = np.rot90(patch, transforms[k] % 4)
-            out[k] = patch
+            for c, source in enumerate(orders[k] if self.channel_permute else range(self.channels)):
+                out[k, ..., c] = patch[..., source]  # channel by channel: faster than out[k] = patch
             if self._scales[i] is not None:
                 out[k] *= self._scales[i]
         return out, which

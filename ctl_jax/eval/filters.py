@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def _key_name(key) -> str:
@@ -82,10 +83,10 @@ def filter_similarity(params_a, params_b, *, eps: float = 1e-8) -> dict[str, jax
       ValueError: if no conv kernel path is shared, or a shared path has different shapes.
     """
     shared = _shared_kernels(params_a, params_b)
-    abs_sum = sum(jnp.sum(jnp.abs(ka - kb)) for _, ka, kb in shared)
-    count = sum(ka.size for _, ka, _ in shared)
+    kernels_a, kernels_b = [ka for _, ka, _ in shared], [kb for _, _, kb in shared]
+    abs_sum = optax.tree_utils.tree_norm(optax.tree_utils.tree_sub(kernels_a, kernels_b), ord=1)
     cosines = jnp.concatenate([_filter_cosines(ka, kb, eps) for _, ka, kb in shared])
-    return {"mae": abs_sum / count, "cosine": jnp.mean(cosines)}
+    return {"mae": abs_sum / optax.tree_utils.tree_size(kernels_a), "cosine": jnp.mean(cosines)}
 
 
 def per_layer_filter_similarity(params_a, params_b, *,

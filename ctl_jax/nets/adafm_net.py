@@ -9,7 +9,9 @@ Official layout (hejingwenhejingwen/AdaFM, ``AdaResNet``), NHWC, channels C (1 g
     out   = conv3x3 (HR_conv0) -> ReLU -> conv3x3 (HR_conv1, nf -> C)
 
 No global input skip; convs have biases, no normalisation. Input (N, H, W, C) in [0, 1] with H, W
-even; output the same shape. AdaFM slots exist only when ``adafm_kernel`` is set:
+even; output the same shape. Each residual block is a :class:`ResBlock` submodule named ``block_<i>``
+(a call that feature-space tuners can intercept) whose parameters keep flat names
+(``block_<i>_conv_a``, ``adafm_block_<i>_a``, ...). AdaFM slots exist only when ``adafm_kernel`` is set:
 ``adafm_placement="official"`` puts them after the two convs of every block and after LR_conv
 (33 slots for nb=16); ``"all_but_last"`` after every conv except HR_conv1 (the FTN paper's setup).
 """
@@ -27,6 +29,36 @@ scaled_kaiming = nn.initializers.variance_scaling(2.0 * 0.1 ** 2, "fan_in", "nor
 Conv3x3 = functools.partial(nn.Conv, kernel_size=(3, 3), padding=((1, 1), (1, 1)), kernel_init=scaled_kaiming)
 
 PLACEMENTS = ("official", "all_but_last")
+
+
+class ResBlock(nn.Module):
+    """``h + [AdaFM](conv3x3(ReLU([AdaFM](conv3x3(h)))))``: (N, H, W, nf) -> (N, H, W, nf).
+
+    The residual block of AdaFM-Net and of CFSNet's main branch. Build it with
+    :func:`residual_block`: it then shares its parent's parameter scope, so its parameters are
+    ``<name>_conv_a``, ``<name>_conv_b`` and ``adafm_<name>_a/_b`` in the parent (the layout of
+    the flat network), while the block stays one named module call (``<name>``), which is where
+    feature-space tuners (CFSNet, Dynamic-Net) mix features.
+    """
+
+    features: int
+    prefix: str
+    adafm_kernel: int | None = None
+
+    @nn.compact
+    def __call__(self, h):
+        k, p = self.adafm_kernel, self.prefix
+        r = modulate(Conv3x3(self.features, name=f"{p}_conv_a")(h), k, f"{p}_a")
+        r = modulate(Conv3x3(self.features, name=f"{p}_conv_b")(nn.relu(r)), k, f"{p}_b")
+        return h + r
+
+
+def residual_block(parent: nn.Module, name: str, features: int, adafm_kernel: int | None) -> ResBlock:
+    """A :class:`ResBlock` called ``name`` whose parameters live flat in ``parent``'s scope
+    (call from inside ``parent``'s compact ``__call__``)."""
+    block = ResBlock(features, name, adafm_kernel, name=name)
+    nn.share_scope(parent, block)
+    return block
 
 
 class AdaFMNet(nn.Module):
@@ -51,9 +83,7 @@ class AdaFMNet(nn.Module):
         fea = optional(Conv3x3(nf, strides=(2, 2), name="fea_conv")(x), "fea")
         h = fea
         for i in range(self.blocks):
-            r = modulate(Conv3x3(nf, name=f"block_{i}_conv_a")(h), k, f"block_{i}_a")
-            r = modulate(Conv3x3(nf, name=f"block_{i}_conv_b")(nn.relu(r)), k, f"block_{i}_b")
-            h = h + r
+            h = residual_block(self, f"block_{i}", nf, k)(h)
         h = modulate(Conv3x3(nf, name="lr_conv")(h), k, "lr") + fea
         h = optional(Conv3x3(4 * nf, name="up_conv")(h), "up")
         h = nn.relu(pixel_shuffle(h, 2))

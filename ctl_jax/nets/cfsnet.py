@@ -3,12 +3,13 @@
 Layout (qibao77/CFSNet), NHWC, channels C (1 grey or 3 RGB), residual output:
 
     head  = conv3x3 (C -> nf), no bias
-    body  = M x [conv3x3 -> ReLU -> conv3x3, + block input]
+    body  = M x [conv3x3 -> ReLU -> conv3x3, + block input]     submodules block_0 .. block_{M-1}
     noise = conv3x3 (nf -> C) applied to (body + head)
     out   = x - noise
 
 CFSNet-10 (M=10, nf=64) is the denoising / deblocking setting. The tuning branch of the full
-CFSNet is a feature-space baseline and lives elsewhere; this module is the shared backbone. Input
+CFSNet is a feature-space tuner (``ctl_jax.tuners.feature.CFSNet``) that couples a tuning block
+to each residual block call; this module is the shared backbone. Input
 (N, H, W, C) in [0, 1]; output the same shape. With ``adafm_kernel`` set, an AdaFM slot follows
 every conv except the last (the FTN paper's setup).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from ctl_jax.nets.adafm_net import Conv3x3
+from ctl_jax.nets.adafm_net import Conv3x3, residual_block
 from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, modulate
 
 
@@ -37,8 +38,7 @@ class CFSNetMain(nn.Module):
         head = modulate(Conv3x3(nf, use_bias=False, name="head")(x), k, "head")
         h = head
         for i in range(self.blocks):
-            r = nn.relu(modulate(Conv3x3(nf, name=f"block_{i}_conv_a")(h), k, f"block_{i}_a"))
-            h = h + modulate(Conv3x3(nf, name=f"block_{i}_conv_b")(r), k, f"block_{i}_b")
+            h = residual_block(self, f"block_{i}", nf, k)(h)
         return x - Conv3x3(self.channels, name="end")(h + head)
 
 

@@ -24,8 +24,10 @@ state ``(image, h, skip)``; ``model.apply(v, state, start=name)`` runs the rest.
 depends on the control gamma, the trunk runs once per image and only the head per gamma.
 
 Baseline [18] (Chen et al., "Fast image processing with fully-convolutional networks"): set
-``condition_channels`` and pass ``gamma`` (N, D) to ``__call__``; gamma is appended to the input as
-D constant channels. Input (N, H, W, C) in [0, 1] with H, W even; output (N, H, W, C) >= 0.
+``condition_channels`` = D and pass a condition map ``cond`` (N or 1, H, W, D) to ``__call__``; it is
+appended to the input as D channels (a constant map per image is the paper's gamma as constant
+channels; ``ctl_jax.tuners.condition.Conditional`` builds it from a control). Input (N, H, W, C) in
+[0, 1] with H, W even; output (N, H, W, C) >= 0.
 
 ``residual=True`` (not in the paper) adds the input image to the last conv's output, so an
 untrained network starts at the identity; the CPU-scale experiments use it because a few hundred
@@ -114,7 +116,7 @@ class DecoupleNet(nn.Module):
 
     variant: str = "paper"
     channels: int = 3
-    condition_channels: int = 0  # > 0: baseline [18], gamma as constant input channels
+    condition_channels: int = 0  # > 0: baseline [18], a condition map as extra input channels
     residual: bool = False  # output relu(x + net(x)) instead of relu(net(x)); not in the paper
 
     @property
@@ -129,13 +131,14 @@ class DecoupleNet(nn.Module):
                          f"{layer_names(self.variant, self.channels)}")
 
     @nn.compact
-    def __call__(self, x, gamma=None, *, start: str | None = None, stop: str | None = None):
-        """Image (N, H, W, C) -> output, or with ``stop`` -> trunk state; state with ``start`` -> output."""
+    def __call__(self, x, cond=None, *, start: str | None = None, stop: str | None = None):
+        """Image (N, H, W, C) [and, for baseline [18], condition map (N|1, H, W, D)] -> output, or with
+        ``stop`` -> trunk state; state with ``start`` -> output."""
         ops = self.ops
         begin = 0 if start is None else self._index(start)
         end = len(ops) if stop is None else self._index(stop)
         if start is None:
-            image, h, skip = x, self._input(x, gamma), None
+            image, h, skip = x, self._input(x, cond), None
         else:
             image, h, skip = x
         for op in ops[begin:end]:
@@ -144,17 +147,18 @@ class DecoupleNet(nn.Module):
             return image, h, skip
         return nn.relu(image + h if self.residual else h)
 
-    def _input(self, x, gamma):
+    def _input(self, x, cond):
         check_image_batch(x, self.channels, f"DecoupleNet {self.variant!r}", multiple_of=2)
         parts = [x - 0.5, edge_map(x)]
         if self.condition_channels:
-            if gamma is None or jnp.shape(gamma) != (x.shape[0], self.condition_channels):
-                raise ValueError(f"this DecoupleNet takes gamma of shape (N, {self.condition_channels}) = "
-                                 f"({x.shape[0]}, {self.condition_channels}); got "
-                                 f"{None if gamma is None else jnp.shape(gamma)}")
-            parts.append(jnp.broadcast_to(gamma[:, None, None, :].astype(x.dtype), x.shape[:3] + (gamma.shape[1],)))
-        elif gamma is not None:
-            raise ValueError("gamma was given but this DecoupleNet has condition_channels=0; "
+            n, h, w, _ = x.shape
+            shape = None if cond is None else jnp.shape(cond)
+            if shape is None or len(shape) != 4 or shape[0] not in (1, n) or shape[1:] != (h, w, self.condition_channels):
+                raise ValueError(f"this DecoupleNet takes a condition map of shape (N or 1, H, W, D) = "
+                                 f"({n}, {h}, {w}, {self.condition_channels}); got {shape}")
+            parts.append(jnp.broadcast_to(cond.astype(x.dtype), (n, h, w, self.condition_channels)))
+        elif cond is not None:
+            raise ValueError("a condition map was given but this DecoupleNet has condition_channels=0; "
                              "use a hypernetwork (ctl_jax.tuners.hyper) to control it")
         return jnp.concatenate(parts, axis=-1)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import einops
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
@@ -137,13 +138,10 @@ def pixel_shuffle(x, scale: int):
     Input channel ``c*s*s + i*s + j`` goes to output channel ``c`` at sub-pixel ``(i, j)``, as in
     ``torch.nn.PixelShuffle``, so weights ported from PyTorch keep their meaning.
     """
-    n, h, w, cs2 = x.shape
+    _, _, _, cs2 = x.shape  # a ValueError unless x is (N, H, W, C)
     if cs2 % (scale * scale):
         raise ValueError(f"pixel_shuffle: channels {cs2} not divisible by scale^2 = {scale * scale}")
-    c = cs2 // (scale * scale)
-    x = x.reshape(n, h, w, c, scale, scale)
-    x = x.transpose(0, 1, 4, 2, 5, 3)
-    return x.reshape(n, h * scale, w * scale, c)
+    return einops.rearrange(x, "n h w (c i j) -> n (h i) (w j) c", i=scale, j=scale)
 
 
 def check_image_batch(x, channels: int, network: str, multiple_of: int = 1) -> None:

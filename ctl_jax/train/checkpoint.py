@@ -2,19 +2,18 @@
 
 Layout (one orbax step directory per saved step, the newest ``keep`` kept)::
 
-    workdir/checkpoints/<step>/params      the trainable tree (stage 1: theta0; stage 2: phi)
-    workdir/checkpoints/<step>/opt_state   the optax state of that tree
+    workdir/checkpoints/<step>/trainable   {name: tree} the trees this run trains (e.g. {"params": phi})
+    workdir/checkpoints/<step>/frozen      {name: tree} inputs it never changes (e.g. {"theta0": base})
+    workdir/checkpoints/<step>/opt_state   {name: optax state} one per trainable tree
     workdir/checkpoints/<step>/rng         {"key_data": uint32 key data of the run's data key}
-    workdir/checkpoints/<step>/meta        JSON: network, method, stage, degradation, level,
-                                           config, input_shape, step (and "base" for stage 2)
+    workdir/checkpoints/<step>/meta        JSON: what the run is (``ctl_jax.train.runs.RunMeta``)
 
-A stage-2 checkpoint holds only phi; its meta records where the frozen base lives
-(``meta["base"]``: the stage-1 workdir, absolute and relative to this workdir, and the step used),
-so ``load_params`` can put the two back together. Restores always use an abstract target
-(``jax.ShapeDtypeStruct`` with an explicit sharding) built from the current state, never a bare
-restore. Nothing here deletes a checkpoint except orbax's ``LatestN`` rotation after a
-successful save; read-only users (stage 2 reading its base, sweeps) open the manager read-only.
-All orbax use is kept in this file, so a later switch to the V1 API touches only it.
+This layer stores trees and metadata; it knows nothing of networks, tuners or tasks. A run folder
+is self-contained: a tuned run keeps the frozen base it was trained on, so it stays loadable
+whatever happens to the base's own folder later. Restores always use an abstract target
+(``jax.ShapeDtypeStruct`` with an explicit sharding) built by the caller, never a bare restore.
+Nothing here deletes a checkpoint except orbax's ``LatestN`` rotation after a successful save;
+read-only users open the manager read-only. All orbax use is kept in this file.
 """
 
 from __future__ import annotations
@@ -27,15 +26,14 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from ctl_jax.nets.registry import NetworkSpec
 
 # Orbax logs a warning each time a manager opens read-only, which is how every load works here.
 logging.getLogger("absl").addFilter(lambda record: "Given directory is read only" not in record.getMessage())
 
 CHECKPOINT_SUBDIR = "checkpoints"
-ITEMS = ("params", "opt_state", "rng", "meta")
+ITEMS = ("trainable", "frozen", "opt_state", "rng", "meta")
 # Meta fields that must agree before a run may continue in (or resume) a workdir.
-IDENTITY_FIELDS = ("network", "method", "stage", "degradation", "level")
+IDENTITY_FIELDS = ("kind", "network", "tuner", "stage", "task", "target")
 
 
 class CheckpointError(RuntimeError):
@@ -125,7 +123,7 @@ class Checkpointer:
 
     # -- save / restore ------------------------------------------------------------------------
 
-    def save(self, step: int, params, opt_state, rng_key: jax.Array, meta: dict) -> None:
+    def save(self, step: int, trainable: dict, frozen: dict, opt_state: dict, rng_key: jax.Array, meta: dict) -> None:
         """Start an asynchronous save of one training state at ``step`` (the number of steps done).
 
         The arrays are copied off the device before this returns, so they may be donated right
@@ -133,43 +131,43 @@ class Checkpointer:
         """
         if self.read_only:
             raise PermissionError(f"checkpointer for {self.directory} is read-only")
-        args = ocp.args.Composite(
-            params=ocp.args.StandardSave(params),
-            opt_state=ocp.args.StandardSave(opt_state),
-            rng=ocp.args.StandardSave({"key_data": jax.random.key_data(rng_key)}),
+        trees = {"trainable": trainable, "frozen": frozen, "opt_state": opt_state,
+                 "rng": {"key_data": jax.random.key_data(rng_key)}}
+        args = ocp.args.Composite(  # orbax refuses empty trees: a run without frozen trees has no "frozen" item
+            **{name: ocp.args.StandardSave(tree) for name, tree in trees.items() if jax.tree.leaves(tree)},
             meta=ocp.args.JsonSave({**meta, "step": int(step)}),
         )
         if not self._manager.save(int(step), args=args, force=True):
             raise CheckpointError(f"orbax declined to save step {step} in {self.directory} "
                                   f"(saved steps: {self.steps()})")
 
-    def restore(self, params_like, opt_state_like=None, rng_like: jax.Array | None = None,
+    def restore(self, trainable_like, frozen_like=None, opt_state_like=None, rng_like: jax.Array | None = None,
                 step: int | None = None, sharding=None, expect: dict | None = None) -> dict:
         """Restore ``step`` (default: the latest) onto targets shaped like the given trees.
 
-        ``params_like`` / ``opt_state_like`` are trees of arrays or ``ShapeDtypeStruct``s (e.g. from
-        ``jax.eval_shape``); ``rng_like`` a typed key. ``sharding`` places every restored array
+        ``trainable_like`` / ``frozen_like`` / ``opt_state_like`` are trees of arrays or
+        ``ShapeDtypeStruct``s (e.g. from ``jax.eval_shape``); ``rng_like`` a typed key. ``sharding`` places every restored array
         (default: replicated on the first local device). Items whose target is None are skipped.
-        With ``expect`` (a meta dict of the run asking), a checkpoint of another network, method,
-        stage, degradation or level is refused with a ValueError naming both. Returns {"params", "opt_state", "rng" (a typed key), "meta", "step"}.
+        With ``expect`` (a meta dict of the run asking), a checkpoint of another run (``IDENTITY_FIELDS``)
+        is refused with a ValueError naming both. Returns {"trainable", "frozen", "opt_state", "rng"
+        (a typed key), "meta", "step"}; skipped items are None.
         """
         step = self._check_step(step)
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         meta = self.read_meta(step)
         if expect is not None:
             check_compatible(meta, expect, self.directory.parent)
-        targets = {"params": params_like, "opt_state": opt_state_like}
+        targets = {"trainable": trainable_like, "frozen": frozen_like, "opt_state": opt_state_like}
         if rng_like is not None:
             targets["rng"] = {"key_data": jax.random.key_data(rng_like)}
-        items = {name: ocp.args.StandardRestore(abstract_like(tree, sharding))
-                 for name, tree in targets.items() if tree is not None}
+        targets = {name: tree for name, tree in targets.items() if tree is not None and jax.tree.leaves(tree)}
+        items = {name: ocp.args.StandardRestore(abstract_like(tree, sharding)) for name, tree in targets.items()}
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:
             raise self._corrupt(step, "arrays (" + ", ".join(items) + ")", e) from e
-        out = {"params": restored["params"], "opt_state": None, "rng": None, "meta": meta, "step": step}
-        if opt_state_like is not None:
-            out["opt_state"] = restored["opt_state"]
+        out = {name: restored[name] if name in targets else None for name in ("trainable", "frozen", "opt_state")}
+        out.update(rng=None, meta=meta, step=step)
         if rng_like is not None:
             out["rng"] = jax.random.wrap_key_data(restored["rng"]["key_data"])
         return out
@@ -203,8 +201,8 @@ def describe(meta: dict) -> str:
     """One line naming what a meta dict holds, for error messages."""
     net = meta.get("network") or {}
     net_s = ", ".join(f"{k}={v}" for k, v in net.items() if v is not None) if isinstance(net, dict) else net
-    return (f"network({net_s}) method={meta.get('method')!r} stage={meta.get('stage')} "
-            f"degradation={meta.get('degradation')} level={meta.get('level')}")
+    return (f"{meta.get('kind')} run: network({net_s}) tuner={meta.get('tuner')!r} stage={meta.get('stage')!r} "
+            f"task={meta.get('task')} target={meta.get('target')!r}")
 
 
 def check_compatible(found: dict, requested: dict, workdir) -> None:
@@ -215,70 +213,6 @@ def check_compatible(found: dict, requested: dict, workdir) -> None:
             f"{workdir} holds checkpoints of a different run ({', '.join(differ)} differ):\n"
             f"  found:     {describe(found)}\n  requested: {describe(requested)}\n"
             f"use another workdir (nothing was changed in this one)")
-
-
-# -- loading trained parameters ------------------------------------------------------------------
-
-def params_template(spec: NetworkSpec, input_shape) -> Any:
-    """The network's parameter tree as ShapeDtypeStructs, for an input of ``input_shape`` (N, H, W, C)."""
-    model = spec.build()
-    x = jax.ShapeDtypeStruct(tuple(input_shape), jax.numpy.float32)
-    return jax.eval_shape(lambda k, x: model.init(k, x)["params"], jax.random.key(0), x)
-
-
-def base_workdir_of(meta: dict, workdir) -> Path:
-    """The stage-1 workdir a stage-2 meta points to: tried relative to ``workdir`` first, then absolute."""
-    base = meta.get("base") or {}
-    candidates = []
-    if base.get("relpath"):
-        candidates.append(Path(workdir).absolute() / base["relpath"])
-    if base.get("workdir"):
-        candidates.append(Path(base["workdir"]))
-    for c in candidates:
-        if checkpoint_dir(c).is_dir():
-            return c.resolve()
-    raise FileNotFoundError(f"the stage-2 run in {workdir} was tuned from the base in "
-                            f"{[str(c) for c in candidates] or '(not recorded)'}, which has no checkpoints")
-
-
-def _load_trainable(workdir, step, spec: NetworkSpec, meta: dict, sharding):
-    """Restore only the trainable tree of ``workdir`` (no optimizer state), for stage 1 or 2."""
-    template = params_template(spec, meta["input_shape"])
-    if meta["stage"] == 2:
-        from ctl_jax.tuners import make_tuner  # only stage-2 checkpoints need the tuners
-
-        tuner = make_tuner(meta["method"])
-        template = jax.eval_shape(tuner.init, jax.random.key(0), template)
-    with Checkpointer(workdir) as ckpt:
-        return ckpt.restore(template, step=step, sharding=sharding)["params"]
-
-
-def load_params(workdir, step: int | None = None, sharding=None) -> tuple[NetworkSpec, dict, Any]:
-    """Read a trained model, read-only: ``(spec, meta, params)``.
-
-    Stage-1 workdir: ``params`` is the base tree theta0 of ``spec``'s network.
-    Stage-2 workdir: ``params`` is ``{"theta0": ..., "phi": ...}`` where theta0 is the frozen base
-    loaded from the stage-1 workdir recorded in ``meta["base"]`` (at the step stage 2 used, with
-    zero AdaFM slots inserted when the base had none) and ``spec`` is the network both apply to;
-    ``make_tuner(meta["method"])`` gives the tuner. ``step`` defaults to the latest checkpoint.
-    """
-    with Checkpointer(workdir) as ckpt:
-        meta = ckpt.read_meta(step)
-    spec = NetworkSpec.from_dict(meta["network"])
-    if meta.get("stage") == 1:
-        return spec, meta, _load_trainable(workdir, step, spec, meta, sharding)
-    if meta.get("stage") != 2:
-        raise CheckpointError(f"{workdir}: meta has no valid stage (1 or 2): {describe(meta)}")
-    base_dir = base_workdir_of(meta, workdir)
-    base_spec, base_meta, theta0 = load_params(base_dir, step=meta["base"]["step"], sharding=sharding)
-    if base_meta.get("stage") != 1:
-        raise CheckpointError(f"{workdir}: its base {base_dir} is not a stage-1 run ({describe(base_meta)})")
-    if base_spec != spec:  # AdaFM tuned from a slot-free base: add the zero slots phi fills
-        from ctl_jax.tuners import insert_adafm_slots
-
-        theta0 = insert_adafm_slots(theta0, params_template(spec, meta["input_shape"]))
-    phi = _load_trainable(workdir, step, spec, meta, sharding)
-    return spec, meta, {"theta0": theta0, "phi": phi}
 
 
 def relpath(target, start) -> str:

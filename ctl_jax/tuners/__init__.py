@@ -7,7 +7,9 @@ Feature space: CFSNet, Dynamic-Net. Conditional: the level as an input map (FFDN
 from ctl_jax.tuners.adafm import DEFAULT_ADAFM_KERNEL, AdaFM, adafm_subtree, insert_adafm_slots
 from ctl_jax.tuners.alpha import lerp
 from ctl_jax.tuners.base import ParameterTuner, Tuner, apply_at_alpha, interpolate
+from ctl_jax.tuners.condition import Conditional
 from ctl_jax.tuners.dni import DNI
+from ctl_jax.tuners.feature import CFSNet, DynamicNet, FeatureTuner
 from ctl_jax.tuners.ftn import FTN, ftn_layer_apply, ftn_layer_init
 from ctl_jax.tuners.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk
 from ctl_jax.tuners.mixing import apply_with_alpha_map
@@ -20,6 +22,9 @@ TUNERS = {
     "ftn-gc16": FTN(groups=16, on_indivisible="gcd", name="ftn-gc16"),
     "ftn-deeper": FTN(depth=3, name="ftn-deeper"),
     "ftn-spatial": FTN(spatial=True, name="ftn-spatial"),
+    "cfsnet": CFSNet(),
+    "dynamic-net": DynamicNet(),
+    "conditional": Conditional(),
 }
 
 

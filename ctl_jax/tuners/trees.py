@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import traverse_util
 
 Params = Any  # a nested dict of arrays, as in ``model.init(...)["params"]``
@@ -63,4 +64,4 @@ def check_params_match(model, params: Params, *example_args, **example_kwargs) -
 
 def count_params(tree: Params) -> int:
     """Total number of scalars in a tree."""
-    return int(sum(jnp.size(x) for x in jax.tree.leaves(tree)))
+    return int(optax.tree_utils.tree_size(tree))

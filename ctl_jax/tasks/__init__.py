@@ -1,0 +1,17 @@
+"""Tasks (DESIGN.md principle 10): what is learned. ``make_task`` builds one from its dict form."""
+
+from ctl_jax.tasks.base import TARGETS, Batch
+from ctl_jax.tasks.restoration import Restoration
+
+
+def make_task(d: dict):
+    """{"kind": "restoration", "degradations", "level_a", "level_b", "loss"} or {"kind": "operators", ...}."""
+    d = dict(d)
+    kind = d.pop("kind", "restoration")
+    if kind == "restoration":
+        return Restoration(**d)
+    if kind == "operators":
+        from ctl_jax.tasks.operators import OperatorImitation
+
+        return OperatorImitation(**d)
+    raise ValueError(f"unknown task kind {kind!r}; choose 'restoration' or 'operators'")

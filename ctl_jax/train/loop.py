@@ -1,0 +1,309 @@
+"""The one training loop: any trainable trees, resume-exact, NaN stop, metrics, data parallel.
+
+``train_loop`` drives a :class:`CompiledStage` (jitted init, optimizer init and step) over a
+``feed`` of batches. What it trains is a dict of named trees, each with its own optimizer state
+(``{"params": ...}`` for supervised stages; a generator and a discriminator for a GAN); ``frozen``
+is a dict of trees every step reads but never changes (a tuned run's base). ``ctl_jax.train.supervised``
+builds the stages of every tuner and task on it.
+
+Determinism and resume: the batch of step ``i`` (0-based) is ``feed(i)``, a pure function of the
+step, and the step's randomness uses ``jax.random.fold_in(data_key, i)``; a checkpoint holds the
+trainable trees, the frozen trees, the optimizer states and ``data_key``. A run killed at any point
+and resumed from its latest checkpoint therefore reaches the same parameters as an uninterrupted run.
+
+Data parallelism: a 1-D mesh over all devices with axis "data" of type ``AxisType.Auto``; the batch
+is sharded on "data", parameters and optimizer state are replicated, and XLA (GSPMD) inserts the
+gradient all-reduce. Auto rather than Explicit because the step runs arbitrary networks
+(pixel shuffles, resizes, interceptors) unchanged: with Auto the compiler propagates shardings
+from the inputs, whereas Explicit makes every op's sharding part of its type and asks for
+annotations where a rule is ambiguous. Single process only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ctl_jax.losses import check_terms
+from ctl_jax.train.checkpoint import Checkpointer, check_compatible, latest_meta
+from ctl_jax.train.steps import check_micro_batches, micro_batch_count
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings of one training stage.
+
+    Adam with a piecewise-constant (MultiStep) learning rate: ``lr`` until the first milestone,
+    then multiplied by ``lr_gamma`` at every step in ``lr_milestones``. ``steps`` counts updates;
+    a checkpoint is saved every ``ckpt_every`` steps and at the end (newest ``keep`` kept);
+    the loss is fetched from the device and logged every ``log_every`` steps. ``loss`` overrides the
+    task's loss terms for this stage (None: the task's). Each step splits
+    every device's share of the batch into ``micro_batches`` chunks ("auto": on CPU, up to 8 that
+    keep 16k input pixels per chunk; one elsewhere; see ``steps.micro_batch_count``); the
+    gradient is the same up to rounding.
+    """
+
+    steps: int = 1000
+    batch_size: int = 16
+    patch_size: int = 64
+    lr: float = 1e-4
+    lr_milestones: list[int] = dataclasses.field(default_factory=list)
+    lr_gamma: float = 0.5
+    loss: Any = None
+    log_every: int = 100
+    ckpt_every: int = 1000
+    keep: int = 3
+    seed: int = 0
+    progress: bool = True
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    micro_batches: int | str = "auto"
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "patch_size", "log_every", "ckpt_every", "keep"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
+        if self.loss is not None:
+            self.loss = check_terms(self.loss)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be positive and finite; got {self.lr}")
+        if not (self.lr_gamma > 0 and math.isfinite(self.lr_gamma)):
+            raise ValueError(f"lr_gamma must be positive and finite; got {self.lr_gamma}")
+        milestones = [int(m) for m in self.lr_milestones]
+        if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+            raise ValueError(f"lr_milestones must be increasing positive step numbers; got {self.lr_milestones}")
+        self.lr_milestones = milestones
+        check_micro_batches(self.micro_batches)
+
+    def micro_batch_count(self, input_shape) -> int:
+        """Micro-batches per step for network inputs of ``input_shape`` (.., H, W, C) on this
+        backend (see ``steps.micro_batch_count``)."""
+        return micro_batch_count(self.batch_size // jax.device_count(), input_shape[-3] * input_shape[-2],
+                                 self.micro_batches)
+
+    def optimizer_settings(self) -> tuple:
+        """(lr, milestones, gamma, b1, b2): everything the optimizer depends on, hashable."""
+        return (self.lr, tuple(self.lr_milestones), self.lr_gamma, self.adam_b1, self.adam_b2)
+
+    def schedule(self) -> optax.Schedule:
+        """step -> learning rate (MultiStep decay)."""
+        return _schedule(*self.optimizer_settings()[:3])
+
+    def optimizer(self) -> optax.GradientTransformation:
+        return optimizer_of(self.optimizer_settings())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def data_parallel_mesh(batch_size: int) -> tuple[jax.sharding.Mesh, NamedSharding, NamedSharding]:
+    """(mesh, replicated sharding, batch sharding) over all devices; checks batch divisibility."""
+    if jax.process_count() != 1:
+        raise NotImplementedError("the trainer runs in a single process (multi-host data loading is not implemented)")
+    n = jax.device_count()
+    if batch_size % n:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {n} devices "
+                         f"({jax.devices()[0].platform}): every device gets batch_size / {n} crops; "
+                         f"use a multiple of {n}")
+    mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    return mesh, NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+
+# -- the shared loop ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CompiledStage:
+    """The jitted functions ``train_loop`` drives; each trainer builds them in its own ``_compile``."""
+
+    init: Callable        # jitted (key, frozen) -> {name: fresh trainable tree} (replicated)
+    opt_init: Callable    # jitted {name: tree} -> {name: optimizer state} (replicated)
+    step: Callable        # jitted (trainable, opt_state, frozen, arrays, data_key, index) -> (trainable, opt_state, loss)
+    opt_state_shape: Callable  # trainable template -> optimizer state template (for restores)
+
+
+def train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, workdir, config: TrainConfig):
+    """Train for ``config.steps`` steps in ``workdir`` (resuming if possible); returns the trainable tree.
+
+    ``compile_fns(replicated, batch_sharding) -> CompiledStage``; ``make_feed(batch_sharding)`` returns
+    ``feed(i)``, the (sharded) batch arrays of step ``i``. ``frozen``: a dict of trees every step
+    reads and none changes (``{"theta0": base}`` for a tuned run, ``{}`` otherwise); it is saved in
+    every checkpoint, so the run folder is self-contained.
+    """
+    _, replicated, batch_sharding = data_parallel_mesh(config.batch_size)
+    workdir = Path(workdir)
+    found = latest_meta(workdir)  # read-only: a refused run leaves the workdir untouched
+    if found is not None:
+        check_compatible(found, meta, workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    fns = compile_fns(replicated, batch_sharding)
+    feed = make_feed(batch_sharding)
+    init_key, data_key = jax.random.split(jax.random.key(config.seed))
+    frozen = jax.device_put(frozen or {}, replicated)
+    template = jax.eval_shape(fns.init, init_key, frozen)
+    schedule = config.schedule()
+    metrics_path = workdir / METRICS_FILE
+
+    with Checkpointer(workdir, keep=config.keep, read_only=False) as ckpt:
+        start = ckpt.latest_step() or 0
+        if start:
+            state = ckpt.restore(template, frozen or None, fns.opt_state_shape(template), data_key,
+                                 sharding=replicated, expect=meta)
+            trainable, opt_state, data_key = state["trainable"], state["opt_state"], state["rng"]
+            frozen = state["frozen"] or {}
+        else:
+            trainable = fns.init(init_key, frozen)
+            opt_state = fns.opt_init(trainable)
+        _truncate_metrics(metrics_path, start)
+        progress = _Progress(config, start) if config.progress else None
+        last_saved = start or None
+        pending, window = [], []
+        t0 = t_window = time.perf_counter()
+        s_window = start
+        try:
+            for s in range(start + 1, config.steps + 1):  # s: number of updates done after this one
+                trainable, opt_state, loss = fns.step(trainable, opt_state, frozen, feed(s - 1), data_key,
+                                                      np.int32(s - 1))
+                pending.append((s, loss))
+                if progress:
+                    progress.advance()
+                is_log = s % config.log_every == 0 or s == config.steps
+                is_ckpt = s % config.ckpt_every == 0 or s == config.steps
+                if not (is_log or is_ckpt):
+                    continue
+                window += _drain(pending, last_saved, ckpt.directory)
+                if is_ckpt:
+                    bad = _first_non_finite(trainable, opt_state)
+                    if bad:
+                        raise FloatingPointError(f"non-finite {bad} after step {s}; stopping. " +
+                                                 _last_good(last_saved, ckpt.directory))
+                    ckpt.save(s, trainable, frozen, opt_state, data_key, meta)
+                    last_saved = s
+                if is_log:
+                    now = time.perf_counter()
+                    rate = (s - s_window) / max(now - t_window, 1e-9)
+                    # steps_per_s of the first interval includes compilation ("elapsed" too).
+                    record = {"step": s, "loss": float(np.mean([v for _, v in window])),
+                              "lr": float(schedule(s - 1)), "steps_per_s": rate,
+                              "images_per_s": rate * config.batch_size, "time": time.time(),
+                              "elapsed": now - t0}
+                    _append_metrics(metrics_path, record)
+                    if progress:
+                        progress.log(record)
+                    window, t_window, s_window = [], now, s
+        finally:
+            if progress:
+                progress.close()
+    return trainable
+
+
+def _schedule(lr: float, milestones: tuple, gamma: float) -> optax.Schedule:
+    return optax.piecewise_constant_schedule(lr, {m: gamma for m in milestones})
+
+
+def optimizer_of(settings: tuple) -> optax.GradientTransformation:
+    """Adam with the MultiStep schedule of ``TrainConfig.optimizer_settings()``."""
+    lr, milestones, gamma, b1, b2 = settings
+    return optax.adam(_schedule(lr, milestones, gamma), b1=b1, b2=b2)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _drain(pending: list, last_saved, ckpt_dir) -> list:
+    """Fetch the pending device losses (one host transfer); FloatingPointError at the first non-finite."""
+    steps = [s for s, _ in pending]
+    values = jax.device_get([v for _, v in pending])
+    pending.clear()
+    for s, v in zip(steps, values):
+        if not np.isfinite(v):
+            raise FloatingPointError(f"non-finite loss ({float(v)}) at step {s}; stopping. " +
+                                     _last_good(last_saved, ckpt_dir))
+    return [(s, float(v)) for s, v in zip(steps, values)]
+
+
+def _last_good(last_saved, ckpt_dir) -> str:
+    if last_saved is None:
+        return "No checkpoint was saved by this run."
+    return f"The last good checkpoint is step {last_saved} in {ckpt_dir} (non-finite states are never saved)."
+
+
+@jax.jit
+def _finite_flags(trees):
+    return [jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(t)
+                               if jnp.issubdtype(x.dtype, jnp.inexact)] or [True])) for t in trees]
+
+
+def _first_non_finite(params, opt_state) -> str | None:
+    """'parameters' or 'optimizer state' when that tree has a NaN/inf, else None."""
+    flags = jax.device_get(_finite_flags([params, opt_state]))
+    for name, ok in zip(("parameters", "optimizer state"), flags):
+        if not ok:
+            return name
+    return None
+
+
+def _append_metrics(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written by a run killed after its last checkpoint)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    if keep != lines:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+
+
+class _Progress:
+    """tqdm when installed, else one stderr line per log step."""
+
+    def __init__(self, config: TrainConfig, start: int):
+        self.total = config.steps
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def log(self, r: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{r['loss']:.4g}", img_s=f"{r['images_per_s']:.1f}")
+        else:
+            print(f"step {r['step']}/{self.total}  loss {r['loss']:.4g}  lr {r['lr']:.3g}  "
+                  f"{r['steps_per_s']:.2f} step/s  {r['images_per_s']:.1f} img/s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
