@@ -73,49 +73,71 @@ def cmd_run(args) -> None:
     run_experiment(config, args.out)
 
 
-def cmd_train(args) -> None:
-    from ctl_jax.data.degrade import Degradation
+def _parts(args):
     from ctl_jax.nets.registry import NetworkSpec
-    from ctl_jax.pipeline import train_sampler
-    from ctl_jax.train.trainer import TrainConfig, train_base
+    from ctl_jax.tasks import make_task
 
     config = _with_data_dir(load_config(args.config, args.set), args.data_dir)
-    spec = NetworkSpec(**config["network"])
-    train_base(spec, train_sampler(config["data"], spec.channels, config["stage1"]),
-               Degradation(**config["degradation"]), args.workdir, TrainConfig(**config["stage1"]))
+    return config, NetworkSpec(**config["network"]), make_task(config["task"])
+
+
+def cmd_train(args) -> None:
+    from ctl_jax.pipeline import train_sampler
+    from ctl_jax.train.loop import TrainConfig
+    from ctl_jax.train.supervised import train_base
+
+    config, spec, task = _parts(args)
+    train_base(spec, task, train_sampler(config["data"], spec.channels, config["stage1"]), args.workdir,
+               TrainConfig(**config["stage1"]))
 
 
 def cmd_tune(args) -> None:
-    from ctl_jax.data.degrade import Degradation
-    from ctl_jax.nets.registry import NetworkSpec
     from ctl_jax.pipeline import train_sampler
-    from ctl_jax.train.trainer import TrainConfig, train_tuner
+    from ctl_jax.train.loop import TrainConfig
+    from ctl_jax.train.supervised import train_tuner
+    from ctl_jax.tuners import make_tuner
 
-    config = _with_data_dir(load_config(args.config, args.set), args.data_dir)
-    spec = NetworkSpec(**config["network"])
-    train_tuner(spec, args.method, args.base, train_sampler(config["data"], spec.channels, config["stage2"]),
-                Degradation(**config["degradation"]), args.workdir, TrainConfig(**config["stage2"]))
+    config, spec, task = _parts(args)
+    tuner = make_tuner(args.method)
+    if tuner.stages == 2 and not args.base:
+        raise ValueError(f"{tuner.name} tunes a trained base: give its run folder with --base")
+    train_tuner(tuner, task, train_sampler(config["data"], spec.channels, config["stage2"]), args.workdir,
+                TrainConfig(**config["stage2"]), base_workdir=args.base, spec=spec)
 
 
 def cmd_sweep(args) -> None:
-    from ctl_jax.data.degrade import Degradation
     from ctl_jax.eval.report import write_report
     from ctl_jax.eval.sweep import sweep
-    from ctl_jax.pipeline import load_tuned, test_images
+    from ctl_jax.pipeline import alpha_grid, test_images
+    from ctl_jax.train.runs import load_run
 
+    out = pathlib.Path(args.out)
+    if (out / "sweep.md").exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already holds a report; pass --overwrite to replace it")
     results = {}
     for model_dir in args.model:
-        model, tuner, theta0, phi, meta = load_tuned(model_dir)
-        degradation = Degradation(**meta["degradation"])
+        model = load_run(model_dir)
         data = {"test": args.data or "bundled", "test_crop": args.crop, "max_test_images": args.max_images}
         images, names = test_images(data, model.channels)
-        levels = args.levels or [degradation.level_a, degradation.level_b]
-        name = pathlib.Path(model_dir).name
-        results[name] = sweep(model, tuner, theta0, phi, images, degradation, levels, np.linspace(0, 1, args.alphas),
-                              seed=args.seed, border=args.border, name=name, image_names=names)
+        levels = _levels_of(args.levels, model.task)
+        axis = np.asarray(args.alphas, np.float64) if args.alphas else np.linspace(0, 1, args.alpha_count)
+        alphas = np.stack([m.ravel() for m in np.meshgrid(*[axis] * model.control_dim, indexing="ij")], axis=1)
+        results[model.name] = sweep(model, images, levels, alphas, seed=args.seed, border=args.border,
+                                    image_names=names)
     first = next(iter(results.values()))
     paths = write_report(first, args.out, title=args.title, method_results=results)
     print(paths["markdown"])
+
+
+def _levels_of(tokens, task) -> np.ndarray:
+    """--levels tokens ("20" or "20,30") -> (L, D); default: 4 levels evenly spaced from A to B."""
+    if not tokens:
+        return np.linspace(np.asarray(task.level_a), np.asarray(task.level_b), 4)
+    try:
+        rows = [[float(v) for v in t.split(",")] for t in tokens]
+    except ValueError:
+        raise ValueError(f"--levels takes numbers, or comma-separated tuples for D > 1; got {tokens}") from None
+    return task.check_levels(rows)
 
 
 def cmd_prepare_ops(args) -> None:
@@ -135,62 +157,59 @@ def cmd_train_ops(args) -> None:
     train_operator_model(config, args.cache, args.workdir)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
 def cmd_apply(args) -> None:
+    from ctl_jax import Control
     from ctl_jax.data import read_image, write_image
-    from ctl_jax.train.checkpoint import latest_meta
+    from ctl_jax.eval.sweep import quantise
+    from ctl_jax.train.runs import load_run
 
     output = pathlib.Path(args.output)
+    if output.suffix.lower() not in IMAGE_SUFFIXES:  # checked before any computation
+        raise ValueError(f"unsupported output suffix {output.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
     if output.exists() and not args.overwrite:
-        raise SystemExit(f"ctl-jax: {output} exists; pass --overwrite to replace it")
-    meta = latest_meta(args.model)
-    if meta is None:
-        raise FileNotFoundError(f"{args.model} holds no checkpoint")
-    operator_model = meta.get("stage") == "operator"
-    channels = meta["network"]["channels"]
-    image = read_image(args.input, channels)
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    if output.is_dir():
+        raise ValueError(f"the output {output} is a directory; give a file name")
+    model = load_run(args.model)
+    image = read_image(args.input, model.channels)
     h, w = image.shape[:2]
     multiple = 2  # the networks' stride-2 bodies; edge-pad odd sizes and crop back afterwards
     padded = np.pad(image, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
-    if operator_model:
-        result = _apply_operator_model(args, padded)
-    else:
-        result = _apply_tuned_model(args, padded)
-    write_image(output, np.clip(np.asarray(result)[:h, :w], 0.0, 1.0), overwrite=args.overwrite)
+    control = _control_of(args, model, padded.shape[:2])
+    result = np.asarray(quantise(model(padded[None], control)))[0]
+    scale_h, scale_w = result.shape[0] / padded.shape[0], result.shape[1] / padded.shape[1]
+    write_image(output, result[:round(h * scale_h), :round(w * scale_w)], overwrite=args.overwrite)
     print(output)
 
 
-def _apply_operator_model(args, image):
-    from ctl_jax.train.hyper_trainer import load_operator_model
+def _control_of(args, model, size):
+    """The control of ``apply``: --alpha (one value per control dimension), --alpha-map, or
+    --level (degradation levels, mapped linearly: (L - A) / (B - A))."""
+    from ctl_jax import Control
 
-    if args.alpha is not None or args.alpha_map is not None:
-        raise SystemExit("ctl-jax: this is an operator model: set --param (and --operator), not --alpha")
-    if args.param is None:
-        raise SystemExit("ctl-jax: give the operator's parameter with --param VALUE")
-    model = load_operator_model(args.model)
-    operators = model.gamma_space.operators
-    operator = args.operator or (operators[0] if len(operators) == 1 else None)
-    if operator is None:
-        raise SystemExit(f"ctl-jax: this model was trained on {list(operators)}; choose one with --operator")
-    gamma = model.gamma(operator, args.param, clamp=args.clamp)
-    return model(image[None], gamma)[0]
-
-
-def _apply_tuned_model(args, padded):
-    import jax.numpy as jnp
-
-    from ctl_jax.pipeline import load_tuned
-    from ctl_jax.tuners import apply_tuned
-
-    if args.param is not None or args.operator is not None:
-        raise SystemExit("ctl-jax: --param and --operator are for operator (hypernetwork) models; use --alpha")
-    if (args.alpha is None) == (args.alpha_map is None):
-        raise SystemExit("ctl-jax: give exactly one of --alpha and --alpha-map")
-    model, tuner, theta0, phi, _ = load_tuned(args.model)
+    given = [o for o in ("alpha", "alpha_map", "level") if getattr(args, o) is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of --alpha, --alpha-map and --level")
     if args.alpha_map:
-        alpha = _read_alpha_map(args.alpha_map, padded.shape[:2])
-    else:
-        alpha = args.alpha
-    return apply_tuned(model, tuner, theta0, phi, jnp.asarray(padded)[None], alpha)[0]
+        if model.control_dim != 1:
+            raise ValueError(f"this model takes {model.control_dim}-dimensional control; an alpha map gives one value")
+        return Control.per_pixel(_read_alpha_map(args.alpha_map, size))
+    operators = getattr(model.task, "operators", None)
+    if args.operator is not None and operators is None:
+        raise ValueError("--operator is for operator models (train-ops); this model restores degradations")
+    values = args.alpha
+    if values is None and operators is not None:
+        values = model.task.control_for(args.level, args.operator)
+    elif values is None:
+        values = np.ravel(model.task.control_for(model.task.check_levels(args.level)))
+    if len(values) != model.control_dim:
+        raise ValueError(f"this model takes {model.control_dim} control value(s); got {len(values)}")
+    if not all(np.isfinite(values)) or max(abs(float(v)) for v in values) > 1e3:
+        raise ValueError(f"control values must be finite and within [-1000, 1000]; got {list(values)}")
+    return Control.vector(np.asarray(values, np.float32))
 
 
 def _read_alpha_map(path, size) -> np.ndarray:
@@ -245,33 +264,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="run folder for the tuner; resumes if present")
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("sweep", help="evaluate tuned models over an alpha grid and write a report")
-    p.add_argument("--model", required=True, action="append", help="stage-2 run folder (repeat to compare)")
-    p.add_argument("--levels", type=float, nargs="+", help="degradation levels (default: the training levels)")
-    p.add_argument("--alphas", type=int, default=11, help="number of alphas evenly spaced in [0, 1]")
+    p = sub.add_parser("sweep", help="evaluate trained models over a control grid and write a report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Scores every --model at every level x control of the grid (8-bit outputs, "
+                                   "PSNR/SSIM on RGB and Y) and writes OUT/sweep.md, sweep.json (all models), plots.")
+    p.add_argument("--model", required=True, action="append", help="run folder (repeat to compare)")
+    p.add_argument("--levels", nargs="+", metavar="LEVEL[,LEVEL...]",
+                   help="degradation levels; D-dimensional models take comma-separated tuples such as 20,30. "
+                        "Default: 4 levels evenly spaced from the training level A to B")
+    p.add_argument("--alpha-count", type=int, default=11,
+                   help="number of control values evenly spaced in [0, 1] (per dimension)")
+    p.add_argument("--alphas", type=float, nargs="+", metavar="ALPHA",
+                   help="explicit control values instead of --alpha-count (per dimension)")
     p.add_argument("--data", help="folder of clean test images (default: the bundled test photos)")
     p.add_argument("--crop", type=int, default=None, help="centre-crop test images to this size")
     p.add_argument("--max-images", type=int, default=None, help="use at most this many test images")
     p.add_argument("--border", type=int, default=0, help="pixels cropped from each side before metrics")
     p.add_argument("--seed", type=int, default=0, help="seed of the degraded inputs")
-    p.add_argument("--title", default="alpha sweep", help="report title")
+    p.add_argument("--title", default="control sweep", help="report title")
     p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("apply", help="restore one image at a global alpha or with a per-pixel alpha map, "
-                                     "or run an operator model at --param")
-    p.add_argument("--model", required=True, help="stage-2 (or stage-1) run folder, or an operator model's")
+    p = sub.add_parser("apply", help="run a trained model on one image at a control value or a per-pixel map")
+    p.add_argument("--model", required=True, help="run folder")
     p.add_argument("--input", required=True, help="degraded image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
-    p.add_argument("--output", required=True, help="output image path (.png or .jpg)")
-    p.add_argument("--alpha", type=float, help="global control value (0 = level A, 1 = level B; outside extrapolates)")
+    p.add_argument("--output", required=True, help="output image path (.png, .jpg, .bmp, .tif)")
+    p.add_argument("--alpha", type=float, nargs="+", help="control value(s), one per control dimension "
+                   "(0 = level A, 1 = level B; outside extrapolates)")
     p.add_argument("--alpha-map", help="greyscale image: black = alpha 0, white = alpha 1, per pixel; "
                    "resized bilinearly to the input size")
-    p.add_argument("--operator", help="operator models: which operator to imitate (needed when the model "
-                   "was trained on several)")
-    p.add_argument("--param", type=float, help="operator models: the operator's parameter value, e.g. "
-                   "lambda = 0.02 for l0 (must lie in the operator's range)")
-    p.add_argument("--clamp", action="store_true", help="operator models: clip --param into the range "
-                   "instead of refusing it")
+    p.add_argument("--level", "--param", dest="level", type=float, nargs="+",
+                   help="instead of --alpha: the degradation level(s) to restore (e.g. sigma 50), or an operator "
+                        "model's parameter (e.g. lambda = 0.02 for l0, within the operator's range)")
+    p.add_argument("--operator", help="operator models trained on several operators: which one to imitate")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_apply)
 

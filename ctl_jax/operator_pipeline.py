@@ -1,10 +1,11 @@
-"""Decoupled learning end to end: config -> trained operator model -> PSNR/SSIM per parameter value.
+"""Decoupled learning from a config: operator cache -> trained model (one stack: ``train_tuner``).
 
 A config (``experiments/operators.py``) is a dict:
 
     network:   NetworkSpec fields (name "decouple_net", variant, channels)
     operators: operator names; one gives gamma (1,), several add the operator id
-    method:    "hyper" (weight-learning network) or "baseline18" (gamma as input channels)
+    method:    "hyper" (weight-learning network, ``HyperTuner``) or "baseline18" (gamma as input
+               channels, the ``conditional`` tuner)
     hyper:     {"preset": a ctl_jax.tuners.hyper.PRESETS name (or "predict": [patterns], "part": ...),
                 "hidden": None | int, "relu": bool}
     train:     TrainConfig fields
@@ -16,34 +17,38 @@ A config (``experiments/operators.py``) is a dict:
 
 from __future__ import annotations
 
-from collections import defaultdict
+import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ctl_jax.data.operator_pairs import OperatorPairSampler, load_operator_cache
-from ctl_jax.eval.metrics import psnr, ssim
-from ctl_jax.eval.sweep import crop_to_multiple
 from ctl_jax.nets.registry import NetworkSpec
-from ctl_jax.train.hyper_trainer import OperatorModel, load_operator_model, train_hyper
-from ctl_jax.train.trainer import TrainConfig
-from ctl_jax.tuners.gamma import GammaSpace
-from ctl_jax.tuners.hyper import Hypernet
+from ctl_jax.tasks.operators import OperatorImitation, evaluate_operator_model  # noqa: F401 (re-exported)
+from ctl_jax.train.loop import TrainConfig
+from ctl_jax.train.runs import load_run
+from ctl_jax.train.supervised import train_tuner
+from ctl_jax.tuners.hyper import Hypernet, HyperTuner
 
 
-def hypernet_of(config: dict, gamma_space: GammaSpace) -> Hypernet | None:
-    """The config's hypernetwork, or None for baseline [18]."""
+def tuner_of(config: dict, task: OperatorImitation):
+    """The config's tuner: a ``HyperTuner`` or baseline [18]'s ``Conditional``."""
     method = config.get("method", "hyper")
+    per_sample = config.get("per_sample", "map")
+    if per_sample not in ("map", "vmap", "shared"):
+        raise ValueError(f"per_sample must be 'map', 'vmap' or 'shared'; got {per_sample!r}")
     if method == "baseline18":
-        return None
+        from ctl_jax.tuners.condition import Conditional
+
+        return Conditional(control_dim=task.dim)
     if method != "hyper":
         raise ValueError(f"method must be 'hyper' or 'baseline18'; got {method!r}")
     h = config.get("hyper", {})
-    options = dict(gamma_dim=gamma_space.dim, hidden=h.get("hidden"), relu=h.get("relu", False))
+    options = dict(gamma_dim=task.dim, hidden=h.get("hidden"), relu=h.get("relu", False),
+                   per_sample="map" if per_sample == "shared" else per_sample)
     if h.get("predict"):  # explicit leaf patterns, e.g. ["norm13/*"] for networks numbered unlike the paper's
-        return Hypernet(tuple(h["predict"]), h.get("part", "all"), **options)
-    return Hypernet.preset(h.get("preset", "all-convs"), **options)
+        return HyperTuner(tuple(h["predict"]), h.get("part", "all"), **options)
+    preset = Hypernet.preset(h.get("preset", "all-convs"))  # ValueError for unknown presets
+    return HyperTuner(preset.predict, preset.part, **options)
 
 
 def _selected(pairs, values: dict | None):
@@ -55,49 +60,22 @@ def _selected(pairs, values: dict | None):
     return chosen
 
 
-def train_operator_model(config: dict, cache_dirs, workdir) -> OperatorModel:
-    """Train the config's model on the pairs in ``cache_dirs`` (one cache folder or several);
-    resumes in ``workdir``."""
-    gamma_space = GammaSpace(tuple(config["operators"]))
+def train_operator_model(config: dict, cache_dirs, workdir):
+    """Train the config's model on the pairs in ``cache_dirs`` (one cache folder or several); resumes
+    in ``workdir``. Returns the trained run as a ``ControllableModel`` (``load_run``)."""
+    task = OperatorImitation(tuple(config["operators"]))
+    tuner = tuner_of(config, task)
+    spec = NetworkSpec(**config["network"])
+    if spec.name != "decouple_net":
+        raise ValueError(f"decoupled learning runs on the decouple_net network; got {spec.name!r}")
+    spec = dataclasses.replace(spec, condition_channels=task.dim if tuner.kind == "conditional" else 0)
     train = TrainConfig(**config["train"])
-    pairs = _selected(load_operator_cache(cache_dirs, gamma_space.operators), config.get("values"))
-    per_sample = config.get("per_sample", "map")
-    sampler = OperatorPairSampler(pairs, gamma_space, train.patch_size, train.batch_size, train.seed,
-                                  shared_gamma=per_sample == "shared")
-    train_hyper(NetworkSpec(**config["network"]), hypernet_of(config, gamma_space), gamma_space, sampler, workdir,
-                train, per_sample=per_sample)
-    return load_operator_model(workdir)
-
-
-def evaluate_operator_model(model: OperatorModel, test_cache, operator: str, values=None) -> dict:
-    """Mean PSNR / SSIM (RGB, [0, 1] scale) of the model against the operator's own output.
-
-    The test pairs come from ``test_cache`` (``prepare_operator_cache`` with fixed values); returns
-    ``{value: {"psnr": dB, "ssim": float, "images": n}}`` for each value present (or in ``values``).
-    """
-    pairs = load_operator_cache(test_cache, [operator])
-    by_value = defaultdict(list)
-    for p in pairs:
-        by_value[round(p.value, 6)].append(p)
-    if values is not None:
-        by_value = {round(float(v), 6): by_value[round(float(v), 6)] for v in values}
-    apply = jax.jit(lambda x, g: model(x, g))
-    results = {}
-    for value, group in sorted(by_value.items()):
-        if not group:
-            raise ValueError(f"{test_cache} has no {operator} pairs at {value}")
-        gamma = jnp.asarray(model.gamma(operator, value))
-        scores = []
-        for p in group:
-            # the networks' stride-2 body needs even sizes
-            x = crop_to_multiple(p.input.astype(np.float32) / 255, 2)
-            target = crop_to_multiple(p.target.astype(np.float32) / 255, 2)
-            out = np.clip(np.asarray(apply(jnp.asarray(x)[None], gamma))[0], 0, 1)
-            out = np.round(out * 255) / 255  # as the saved images the paper compares
-            scores.append((float(psnr(out, target)), float(ssim(out, target))))
-        results[value] = {"psnr": float(np.mean([s[0] for s in scores])),
-                          "ssim": float(np.mean([s[1] for s in scores])), "images": len(group)}
-    return results
+    shared = config.get("per_sample", "map") == "shared"
+    pairs = _selected(load_operator_cache(cache_dirs, task.operators), config.get("values"))
+    sampler = OperatorPairSampler(pairs, task.gamma_space, train.patch_size, train.batch_size, train.seed,
+                                  shared_gamma=shared)
+    train_tuner(tuner, task, sampler, workdir, train, spec=spec, shared_control=shared)
+    return load_run(workdir)
 
 
 def with_overrides(config: dict, **changes) -> dict:

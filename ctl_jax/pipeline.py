@@ -1,19 +1,20 @@
-"""The whole story of one experiment: train a base, tune each method, sweep alpha, write a report.
+"""The whole story of one experiment: train a base, tune each method, sweep the control, write a report.
 
 An experiment is a plain dict (see ``experiments/*.py``, whose ``get_config(preset)`` returns one)::
 
     network      {"name", "variant", "channels"}                  ctl_jax.nets.registry.NetworkSpec
-    degradation  {"kind", "level_a", "level_b"}                   ctl_jax.data.degrade.Degradation
+    task         {"kind": "restoration", "degradations", "level_a", "level_b"}   ctl_jax.tasks
     data         {"train", "test": "bundled" or a folder, "test_crop": int or None, "max_test_images"}
     stage1       TrainConfig fields for the base at level A (batch_size, patch_size, steps, ...)
-    stage2       TrainConfig fields for every tuner at level B
-    methods      tuner names, e.g. ["ftn-gc16", "adafm", "dni"]
+    stage2       TrainConfig fields for every tuner (at level B, or over the range for one-stage tuners)
+    methods      tuner names, e.g. ["ftn-gc16", "adafm", "dni", "cfsnet", "dynamic-net"]
     from_scratch bool: also train one base per sweep level (FTN paper Table 2's first row)
     sweep        {"levels": [...], "alphas": int or list, "seed": int}
 
-Layout of the output folder: ``base/`` (stage-1 run), ``<method>/`` (stage-2 runs),
-``scratch_<level>/`` (from-scratch runs), ``report/`` (sweep.json, sweep.md, plots, strips). Every
-run resumes from its checkpoints, so an interrupted experiment continues where it stopped.
+Layout of the output folder: ``base/`` (stage-1 run), ``<method>/`` (tuned runs, each with its own
+copy of the base), ``scratch_<level>/`` (from-scratch runs), ``report/`` (sweep.json, sweep.md,
+plots, strips, colour check). Every run resumes from its checkpoints, so an interrupted experiment
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ import copy
 import pathlib
 import sys
 import time
-from typing import Any, NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 
-from ctl_jax.data.degrade import Degradation
 from ctl_jax.data.images import centre_crop
 from ctl_jax.nets.registry import NetworkSpec
 
@@ -66,27 +64,6 @@ def train_sampler(data: dict, channels: int, stage: dict):
     return PatchSampler(images, stage["patch_size"], stage["batch_size"], seed=stage.get("seed", 0))
 
 
-class TunedModel(NamedTuple):
-    """A trained model read back from its run folder: network, tuner and both parameter trees."""
-
-    model: Any
-    tuner: Any
-    theta0: Any
-    phi: Any
-    meta: dict
-
-
-def load_tuned(workdir) -> TunedModel:
-    """Read a stage-2 run (or a stage-1 run: DNI with phi = theta0, so alpha has no effect)."""
-    from ctl_jax.train.checkpoint import load_params
-    from ctl_jax.tuners import make_tuner
-
-    spec, meta, params = load_params(workdir)
-    if meta["stage"] == 1:
-        return TunedModel(spec.build(), make_tuner("dni"), params, params, meta)
-    return TunedModel(spec.build(), make_tuner(meta["method"]), params["theta0"], params["phi"], meta)
-
-
 def _log(message: str) -> None:
     print(f"[ctl-jax] {message}", file=sys.stderr, flush=True)
 
@@ -95,96 +72,108 @@ def run_experiment(config: dict, out_dir) -> dict:
     """Run (or resume) the experiment in ``config`` into ``out_dir``; returns {method: SweepResult}."""
     from ctl_jax.eval.report import write_report
     from ctl_jax.eval.sweep import sweep
-    from ctl_jax.train.trainer import TrainConfig, train_base, train_tuner
+    from ctl_jax.tasks import make_task
+    from ctl_jax.train.loop import TrainConfig
+    from ctl_jax.train.runs import load_run
+    from ctl_jax.train.supervised import train_base, train_tuner
+    from ctl_jax.tuners import make_tuner
 
     start = time.perf_counter()
     out = pathlib.Path(out_dir)
     spec = NetworkSpec(**config["network"])
-    degradation = Degradation(**config["degradation"])
+    task = make_task(config["task"])
+    methods = [make_tuner(m) for m in config["methods"]]  # unknown names fail before any training
+    if not methods:
+        raise ValueError("the config lists no methods to tune")
     data, sweep_cfg = config["data"], config["sweep"]
     stage1, stage2 = TrainConfig(**config["stage1"]), TrainConfig(**config["stage2"])
     sampler1 = train_sampler(data, spec.channels, config["stage1"])
     sampler2 = train_sampler(data, spec.channels, config["stage2"])
-    alphas = _alpha_grid(sweep_cfg["alphas"])
+    alphas = alpha_grid(sweep_cfg["alphas"])
     images, names = test_images(data, spec.channels)
 
-    _log(f"stage 1: {spec.name} ({spec.variant}) at {degradation.kind} {degradation.level_a}")
-    train_base(spec, sampler1, degradation, out / "base", stage1)
+    if any(t.stages == 2 for t in methods):
+        _log(f"stage 1: {spec.name} ({spec.variant}) at {task.label(task.level_a)}")
+        train_base(spec, task, sampler1, out / "base", stage1)
     results, tuned = {}, {}
-    for method in config["methods"]:
-        _log(f"stage 2: {method} to {degradation.kind} {degradation.level_b}")
-        train_tuner(spec, method, out / "base", sampler2, degradation, out / method, stage2)
-        t = tuned[method] = load_tuned(out / method)
-        results[method] = sweep(t.model, t.tuner, t.theta0, t.phi, images, degradation, sweep_cfg["levels"], alphas,
-                                seed=sweep_cfg.get("seed", 0), name=method, image_names=names)
+    for tuner in methods:
+        where = "over the level range" if tuner.stages == 1 else f"to {task.label(task.level_b)}"
+        _log(f"{tuner.name} ({tuner.kind}): tuning {where}")
+        train_tuner(tuner, task, sampler2, out / tuner.name, stage2, base_workdir=out / "base", spec=spec)
+        model = tuned[tuner.name] = load_run(out / tuner.name)
+        results[tuner.name] = sweep(model, images, sweep_cfg["levels"], alphas, seed=sweep_cfg.get("seed", 0),
+                                    image_names=names)
     if config.get("from_scratch"):
-        results["from scratch"] = _from_scratch(spec, degradation, sweep_cfg, stage1, sampler1, out, images, names)
+        results["from scratch"] = _from_scratch(spec, task, sweep_cfg, stage1, sampler1, out, images, names)
 
     report = out / "report"
-    first = config["methods"][0]
+    first = methods[0].name
     write_report(results[first], report, title=config.get("title", "alpha sweep"), method_results=results)
-    _write_figures(config, tuned, report, images, degradation, alphas)
+    _write_figures(config, tuned, report, images, task, alphas)
     _log(f"done in {time.perf_counter() - start:.0f} s; report in {report}")
     return results
 
 
-def _alpha_grid(alphas) -> np.ndarray:
+def alpha_grid(alphas) -> np.ndarray:
+    """A count -> that many alphas evenly spaced in [0, 1]; a list -> those values."""
     return np.linspace(0.0, 1.0, int(alphas)) if np.isscalar(alphas) else np.asarray(alphas, np.float64)
 
 
-def _from_scratch(spec, degradation, sweep_cfg, stage1, sampler, out, images, names):
-    """One base per sweep level, each evaluated at its own level (alpha = 0): a (L, 1) SweepResult.
+def _from_scratch(spec, task, sweep_cfg, stage1, sampler, out, images, names):
+    """One base per sweep level, each evaluated at its own level: an (L, 1) SweepResult.
 
     At level A the stage-1 base is that network already (same data, budget and seed); it is reused.
     """
-    from ctl_jax.eval.sweep import SweepResult, sweep
-    from ctl_jax.train.checkpoint import load_params
-    from ctl_jax.train.trainer import train_base
-    from ctl_jax.tuners import make_tuner
+    import dataclasses
+
+    from ctl_jax.eval.sweep import METRICS, SweepResult, sweep
+    from ctl_jax.train.runs import load_run
+    from ctl_jax.train.supervised import train_base
 
     rows = []
     for level in sweep_cfg["levels"]:
-        if level == degradation.level_a:
+        if float(level) == task.level_a[0]:
             workdir = out / "base"
         else:
             workdir = out / f"scratch_{level:g}"
-            _log(f"from scratch: {spec.name} at {degradation.kind} {level}")
-            train_base(spec, sampler, Degradation(degradation.kind, level, degradation.level_a), workdir, stage1)
-        _, _, theta0 = load_params(workdir)
-        rows.append(sweep(spec.build(), make_tuner("dni"), theta0, theta0, images, degradation, [level], [0.0],
-                          seed=sweep_cfg.get("seed", 0), name="from scratch", image_names=names))
-    return SweepResult(levels=np.concatenate([r.levels for r in rows]), alphas=[0.0], degradation=degradation,
-                       **{m: np.concatenate([r.metric(m) for r in rows]) for m in ("psnr", "ssim", "psnr_y", "ssim_y")},
+            _log(f"from scratch: {spec.name} at {task.label([level])}")
+            train_base(spec, dataclasses.replace(task, level_a=(float(level),)), sampler, workdir, stage1)
+        base = load_run(workdir)
+        base = dataclasses.replace(base, task=task)  # evaluated on the experiment's task
+        rows.append(sweep(base, images, [level], [0.0], seed=sweep_cfg.get("seed", 0), name="from scratch",
+                          image_names=names))
+    return SweepResult(level_grid=np.concatenate([r.level_grid for r in rows]), control_grid=[[0.0]],
+                       task=task.to_dict(), **{m: np.concatenate([r.metric(m) for r in rows]) for m in METRICS},
                        name="from scratch", image_names=tuple(names), seed=rows[0].seed)
 
 
-def _write_figures(config, tuned: dict, report, images, degradation, alphas):
-    """Image strips (one test image across alphas per method), the per-pixel demo, and its input
-    and alpha map as image files (``noisy_input.png``, ``alpha_ramp.png``) to try ``ctl-jax apply`` on."""
+def _write_figures(config, tuned: dict, report, images, task, alphas):
+    """Image strips (one test image across alphas per method), the per-pixel demo, its input and
+    alpha map as image files (``noisy_input.png``, ``alpha_ramp.png``) to try ``ctl-jax apply`` on,
+    and the colour check of every method at alpha 0 and 1 (``colour.md``)."""
+    from ctl_jax import Control
     from ctl_jax.data import write_image
     from ctl_jax.eval.plots import image_strip, per_pixel_demo
-    from ctl_jax.eval.sweep import crop_to_multiple, degrade, outputs_over_alphas
-    from ctl_jax.tuners import apply_tuned
+    from ctl_jax.eval.sweep import crop_to_multiple, outputs_over_controls, quantise
 
     levels = config["sweep"]["levels"]
     middle = levels[len(levels) // 2]
     index = len(images) - 1  # the bundled test set ends with a colour photo
-    clean = jnp.asarray(crop_to_multiple(images[index], 2))
-    noisy = jnp.clip(degrade(clean, degradation, middle, seed=config["sweep"].get("seed", 0), index=index), 0, 1)
+    clean = np.asarray(crop_to_multiple(images[index], 2))
+    noisy = np.asarray(quantise(task.eval_input(clean, [middle], seed=config["sweep"].get("seed", 0), index=index)))
     strip_alphas = alphas[:: max(1, len(alphas) // 5)]
-    for method, t in tuned.items():
-        outputs = outputs_over_alphas(t.model, t.tuner, t.theta0, t.phi, noisy, strip_alphas)
-        image_strip(list(outputs), strip_alphas, report / f"strip_{method}.png", degraded=np.asarray(noisy),
-                    clean=np.asarray(clean), title=f"{method}: {degradation.kind} {middle:g} across alpha")
-    # per-pixel demo: alpha rising from 0 (left) to 1 (right) on the first method
-    method, t = next(iter(tuned.items()))
-    ramp = jnp.tile(jnp.linspace(0.0, 1.0, clean.shape[1]), (clean.shape[0], 1))
-    output = apply_tuned(t.model, t.tuner, t.theta0, t.phi, noisy[None], ramp)[0]
-    write_image(report / "noisy_input.png", np.asarray(noisy), overwrite=True)
-    write_image(report / "alpha_ramp.png", np.asarray(ramp)[..., None], overwrite=True)
-    per_pixel_demo(np.asarray(noisy), np.clip(np.asarray(output), 0, 1), np.asarray(ramp),
-                   report / "per_pixel_demo.png",
-                   title=f"{method}, {degradation.kind} {middle:g}: alpha rising left to right")
+    for method, model in tuned.items():
+        outputs = outputs_over_controls(model, noisy, strip_alphas)
+        image_strip(list(outputs), strip_alphas, report / f"strip_{method}.png", degraded=noisy, clean=clean,
+                    title=f"{method}: {task.label([middle])} across alpha")
+    method, model = next(iter(tuned.items()))
+    if model.tuner.pixel:  # per-pixel demo: alpha rising from 0 (left) to 1 (right)
+        ramp = np.tile(np.linspace(0.0, 1.0, clean.shape[1], dtype=np.float32), (clean.shape[0], 1))
+        output = np.asarray(quantise(model(noisy[None], Control.per_pixel(ramp))))[0]
+        write_image(report / "alpha_ramp.png", ramp[..., None], overwrite=True)
+        per_pixel_demo(noisy, output, ramp, report / "per_pixel_demo.png",
+                       title=f"{method}, {task.label([middle])}: alpha rising left to right")
+    write_image(report / "noisy_input.png", noisy, overwrite=True)
 
 
 def merge_overrides(config: dict, overrides: dict) -> dict:

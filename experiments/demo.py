@@ -13,7 +13,7 @@ def get_config(preset: str = "cpu") -> dict:
     config = {
         "title": "Denoising sigma 20 -> 80, small AdaFM-Net, bundled photos",
         "network": {"name": "adafm_net", "variant": "small", "channels": 3},
-        "degradation": {"kind": "noise", "level_a": 20, "level_b": 80},
+        "task": {"kind": "restoration", "degradations": ["noise"], "level_a": [20], "level_b": [80]},
         "data": {"train": "bundled", "test": "bundled", "test_crop": 256, "max_test_images": None},
         "stage1": dict(steps=1500, batch_size=8, patch_size=48, lr=5e-4, lr_milestones=[1000], lr_gamma=0.2,
                        log_every=100, ckpt_every=500, seed=0, micro_batches="auto"),

@@ -1,4 +1,4 @@
-"""Data: image sources, patches, degradations with a continuous level."""
+"""Data: image sources, bundled photos, patches, operator-pair caches."""
 
 from ctl_jax.data.bundled import bundled_images
 from ctl_jax.data.images import (UnreadableImageError, iter_folder, list_images, load_folder, read_image,

@@ -13,8 +13,10 @@ comparison table and a subplot in the PSNR-vs-alpha figure.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import tempfile
 import re
 from typing import Mapping
 
@@ -24,6 +26,25 @@ from ctl_jax.eval.sweep import SweepResult
 
 PSNR_DIGITS = 2
 SSIM_DIGITS = 4
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place: a failed write
+    never leaves a half-written file where the old one was."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_sweep_json(path) -> dict[str, SweepResult]:
+    """{name: SweepResult} from a report's ``sweep.json``."""
+    return {name: SweepResult.from_dict(d) for name, d in json.loads(pathlib.Path(path).read_text()).items()}
 
 
 def _num(value: float, digits: int) -> str:
@@ -100,13 +121,10 @@ def _slug(name: str) -> str:
 
 
 def _describe(result: SweepResult) -> str:
-    d = result.degradation
     n = result.per_image["psnr"].shape[-1] if result.per_image else None
-    parts = [f"degradation {d.kind}: level A {result.level_label(d.level_a)} at α=0, "
-             f"level B {result.level_label(d.level_b)} at α=1",
-             f"{n} test images" if n is not None else None,
+    parts = [result.describe_task(), f"{n} test images" if n is not None else None,
              f"border {result.border}", f"seed {result.seed}",
-             f"strategy {result.strategy}" if result.strategy else None]
+             f"strategy {result.strategy}" if result.strategy else None, "outputs scored as 8-bit images"]
     return "; ".join(p for p in parts if p) + "."
 
 
@@ -125,11 +143,12 @@ def write_report(result: SweepResult, out_dir, *, title: str,
     """Write ``sweep.json``, ``sweep.md`` and ``psnr_vs_alpha.png`` (needs matplotlib) to ``out_dir``.
 
     result: the primary method's sweep. method_results: optional {name: SweepResult} of methods to
-    compare; ``result`` is included under its name if no entry is that object. With two or more
-    methods the report adds ``sweep_<name>.json`` per other method, a comparison table (best PSNR
-    and SSIM per level per method) and one subplot per method.
+    compare; ``result`` is included under its name if no entry is that object. ``sweep.json`` holds
+    ``{name: SweepResult.to_dict()}`` for every method (:func:`read_sweep_json` reads it back). With
+    two or more methods the report adds a comparison table (best PSNR and SSIM per level per
+    method) and one subplot per method.
 
-    Returns {"json", "markdown", "plot", "json_<name>"...: path}.
+    Returns {"json", "markdown", "plot": path}.
     """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,12 +161,8 @@ def write_report(result: SweepResult, out_dir, *, title: str,
         methods = {primary: result, **methods}
     primary = next(name for name, r in methods.items() if r is result)
 
-    paths = {"json": out / "sweep.json"}
-    paths["json"].write_text(result.to_json(indent=1))
-    for name, res in methods.items():
-        if res is not result:
-            paths[f"json_{name}"] = out / f"sweep_{_slug(name)}.json"
-            paths[f"json_{name}"].write_text(res.to_json(indent=1))
+    paths = {"json": out / "sweep.json"}  # every method's result, by name
+    write_text_atomic(paths["json"], json.dumps({name: r.to_dict() for name, r in methods.items()}, indent=1))
 
     lines = [f"# {title}", ""]
     if len(methods) > 1:
@@ -162,7 +177,7 @@ def write_report(result: SweepResult, out_dir, *, title: str,
                       best_alpha_table(res), ""]
     lines += ["![PSNR against α](psnr_vs_alpha.png)", ""]
     paths["markdown"] = out / "sweep.md"
-    paths["markdown"].write_text("\n".join(lines))
+    write_text_atomic(paths["markdown"], "\n".join(lines))
 
     from ctl_jax.eval.plots import plot_psnr_vs_alpha
 

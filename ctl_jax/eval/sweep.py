@@ -1,23 +1,22 @@
-"""Alpha sweeps: a tuned network evaluated over a grid of alphas at several degradation levels.
+"""The one evaluation: a controllable model over a grid of controls at several degradation levels.
 
-For every test image and level the degraded input is made once (deterministically from the seed)
-and fixed for all alphas; the network then runs at every alpha of the grid and its output, clipped
-to [0, 1], is scored with PSNR and SSIM on RGB and on the BT.601 Y channel. The result holds the
-mean over images per (level, alpha) and the per-image values (:class:`SweepResult`).
+For every test image and level the degraded input is made once (deterministically from the seed,
+``task.eval_input``) and fixed for all controls; the model then runs at every control of the grid.
+Outputs are scored as the 8-bit images a user saves and papers compare: clipped to [0, 1],
+rounded to multiples of 1/255, then PSNR and SSIM on RGB and on the BT.601 Y channel
+(:func:`quantise`; ``ctl-jax apply`` writes exactly these values). The CLI, the experiments, the
+reports, the notebooks and the benchmarks all score through :func:`sweep` / :func:`scores`.
 
-The alphas of one image are evaluated by one of three strategies (DESIGN.md section 4): ``"vmap"``
-(all alphas at once; per-alpha kernels become grouped convs), ``"map"`` (``jax.lax.map`` over
-chunks of ``chunk`` alphas) or ``"loop"`` (a Python loop over one jitted single-alpha function,
-compiled once). All levels of an image go through the network together as one batch.
-``theta1 = tuner.endpoint(phi, theta0)`` is computed once per sweep; the network at alpha then runs
-with ``lerp(theta0, theta1, alpha)``, which is :func:`ctl_jax.tuners.interpolate`.
+Controls may be D-dimensional (``controls`` (K, D), levels (L, D)), so a 2-D grid of noise and
+JPEG levels is one call. The controls of one image are evaluated by one of three strategies
+(DESIGN.md section 4): "loop" (one jitted single-control function, compiled once; the fastest
+here, see experiments/README.md), "vmap" or "map" (``jax.lax.map`` over chunks).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from typing import Callable, Sequence
@@ -26,25 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctl_jax.data.degrade import Degradation, check_level, jpeg_compress
+from ctl_jax.control import Control
 from ctl_jax.eval.metrics import psnr, ssim
-from ctl_jax.tuners.alpha import lerp
-from ctl_jax.tuners.trees import Params, check_params_match
 
 STRATEGIES = ("vmap", "map", "loop")
-# "auto": the fastest strategy measured by benchmarks/sweep_strategies.py on this project's 2-core
-# CPU (11 alphas x 4 noise levels, 256x256 RGB, AdaFM-Net + FTN-gc16, 3 rounds, one process), in
-# alpha-images/s (median):
-#   small: vmap 1.33, map/2 1.65, map/4 1.71, map/6 1.68, loop 4.37
-#   paper: vmap 0.34, map/2 0.48, map/4 0.43, map/6 0.37, loop 1.41
-# The loop is 2.6-4x faster than every batched strategy: vmapped per-alpha kernels lower to grouped
-# convolutions, which XLA's CPU backend runs far below its plain-conv speed. Re-measure elsewhere.
-AUTO_STRATEGY = "loop"
+AUTO_STRATEGY = "loop"  # measured fastest on CPU: benchmarks/sweep_strategies.py
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
 
 
-# ---------------------------------------------------------------------------------------------
-# Inputs
+def quantise(y: jax.Array) -> jax.Array:
+    """The 8-bit image a network output becomes when saved: clip to [0, 1], round to k/255."""
+    return jnp.round(jnp.clip(y, 0.0, 1.0) * 255.0) / 255.0
 
 
 def crop_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -57,40 +48,8 @@ def crop_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
     return image[: h - h % multiple, : w - w % multiple]
 
 
-def _input_multiple(degradation: Degradation, levels: Sequence[float], multiple_of: int) -> int:
-    """The multiple H and W must have so that every level's degraded input suits the network."""
-    multiple = multiple_of
-    if degradation.kind == "bicubic":  # down-sampling by s needs H, W divisible by s
-        for s in levels:
-            multiple = math.lcm(multiple, int(s))
-    elif degradation.kind == "bicubic_lr":  # and the network then sees H/s x W/s
-        for s in levels:
-            multiple = math.lcm(multiple, int(s) * multiple_of)
-    return multiple
-
-
-def _level_tag(level: float) -> int:
-    """An integer naming a level for ``jax.random.fold_in`` (milli-units, so 12.5 and 12 differ)."""
-    return int(round(float(level) * 1000)) % (2 ** 32)
-
-
-def degrade(clean: np.ndarray, degradation: Degradation, level: float, *, seed: int = 0,
-            index: int = 0) -> jax.Array:
-    """The degraded version of one clean (H, W, C) float32 image in [0, 1].
-
-    Deterministic: the noise key is ``fold_in(fold_in(key(seed), index), level in milli-units)``,
-    so the input of (image ``index``, ``level``) does not depend on which other levels or images
-    are swept. Noise is not clipped (as in training); JPEG uses Pillow; bicubic runs in JAX.
-    Returns (H, W, C), or (H/s, W/s, C) for ``"bicubic_lr"``.
-    """
-    check_level(degradation.kind, level)
-    if degradation.kind == "jpeg":
-        return jnp.asarray(jpeg_compress(np.asarray(clean, np.float32), int(level)))
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), index), _level_tag(level))
-    return degradation.on_device(key, jnp.asarray(clean, jnp.float32)[None], level)[0]
-
-
-def _check_images(images) -> list[np.ndarray]:
+def check_images(images) -> list[np.ndarray]:
+    """Clean test images: float (H, W, C) in [0, 1], C = 1 or 3, one C for all."""
     if len(images) == 0:
         raise ValueError("sweep needs at least one test image")
     out = []
@@ -109,80 +68,73 @@ def _check_images(images) -> list[np.ndarray]:
     return out
 
 
-def _check_alphas(alphas) -> np.ndarray:
-    alphas = np.asarray(alphas, np.float32)
-    if alphas.ndim != 1 or alphas.size == 0:
-        raise ValueError(f"alphas must be a non-empty 1-D sequence; got shape {alphas.shape}")
-    if not np.all(np.isfinite(alphas)):
-        raise ValueError(f"alphas must be finite; got {alphas}")
-    return alphas
+def check_controls(controls, dim: int) -> np.ndarray:
+    """A grid of global controls: (K,) for D = 1 or (K, D) -> float32 (K, D), finite, non-empty."""
+    arr = np.asarray(controls, np.float32)
+    if arr.ndim == 1 and dim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] == 0:
+        raise ValueError(f"controls must be a non-empty (K, {dim}) grid" + (" or (K,)" if dim == 1 else "")
+                         + f"; got shape {np.shape(controls)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"controls must be finite; got {arr.tolist()}")
+    return arr
 
 
 # ---------------------------------------------------------------------------------------------
-# The alpha-grid evaluators
-
-SweepFn = Callable[[Params, Params, jax.Array, jax.Array, jax.Array], jax.Array]
+# The control-grid evaluator
 
 
-def _scores_at_alpha(model, border: int):
-    """(theta0, theta1, x (B,H,W,C), clean (B,H,W,C), alpha ()) -> scores (4, B) in METRICS order."""
-
-    def run(theta0, theta1, x, clean, alpha):
-        y = model.apply({"params": lerp(theta0, theta1, alpha)}, x)
-        if y.shape != clean.shape:
-            raise ValueError(f"the network maps inputs {x.shape} to {y.shape}, but the clean images are "
-                             f"{clean.shape}; sweep needs an output of the clean image's size")
-        y = jnp.clip(y, 0.0, 1.0)
-        return jnp.stack([psnr(y, clean, border=border), ssim(y, clean, border=border),
-                          psnr(y, clean, border=border, y_channel=True),
-                          ssim(y, clean, border=border, y_channel=True)])
-
-    return run
+def forward_fn(model) -> Callable:
+    """``f(theta0, phi, x, control_values (1, 1, 1, D)) -> output`` of a ControllableModel, pure in
+    its trees (so it can be jitted once and fed any model of the same kind)."""
+    if model.tuner is None:
+        return lambda theta0, phi, x, c: model.network.apply({"params": theta0}, x)
+    return lambda theta0, phi, x, c: model.tuner.apply(model.network, theta0, phi, x, Control(c))
 
 
-def sweep_fn(model, strategy: str, *, border: int = 0, chunk: int = 4) -> SweepFn:
-    """The evaluator of one alpha grid with the given strategy ("vmap", "map", "loop" or "auto").
+def scores(y, clean, border: int = 0) -> jax.Array:
+    """(4, B) PSNR, SSIM, PSNR-Y, SSIM-Y of the quantised output y against clean, both (B, H, W, C)."""
+    y = quantise(y)
+    return jnp.stack([psnr(y, clean, border=border), ssim(y, clean, border=border),
+                      psnr(y, clean, border=border, y_channel=True), ssim(y, clean, border=border, y_channel=True)])
 
-    Returns ``f(theta0, theta1, x, clean, alphas) -> scores`` with x and clean (B, H, W, C),
-    alphas (K,) float32, scores (K, 4, B): PSNR, SSIM, PSNR-Y, SSIM-Y of the clipped output at
-    each alpha. Every strategy compiles once per input shape; ``chunk`` is lax.map's batch size.
+
+def sweep_fn(model, strategy: str = "auto", *, border: int = 0, chunk: int = 4) -> Callable:
+    """``f(x, clean, controls (K, D)) -> (K, 4, B)`` scores of ``model`` at each control.
+
+    Every strategy compiles once per input shape; ``chunk`` is lax.map's batch size.
     """
     strategy = AUTO_STRATEGY if strategy == "auto" else strategy
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown sweep strategy {strategy!r}; choose one of {STRATEGIES + ('auto',)}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1; got {chunk}")
-    one = _scores_at_alpha(model, border)
+    forward = forward_fn(model)
 
+    def one(theta0, phi, x, clean, c):  # c: (D,)
+        y = forward(theta0, phi, x, c.reshape(1, 1, 1, -1))
+        if y.shape != clean.shape:
+            raise ValueError(f"the network maps inputs {x.shape} to {y.shape}, but the clean images are {clean.shape}")
+        return scores(y, clean, border)
+
+    trees = (model.theta0, model.phi)
     if strategy == "vmap":
-        return jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0)))
+        f = jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0)))
+        return lambda x, clean, cs: f(*trees, x, clean, cs)
     if strategy == "map":
-        @jax.jit
-        def mapped(theta0, theta1, x, clean, alphas):
-            return jax.lax.map(lambda a: one(theta0, theta1, x, clean, a), alphas, batch_size=chunk)
-        return mapped
-
+        f = jax.jit(lambda t0, phi, x, clean, cs: jax.lax.map(lambda c: one(t0, phi, x, clean, c), cs,
+                                                              batch_size=chunk))
+        return lambda x, clean, cs: f(*trees, x, clean, cs)
     single = jax.jit(one)
-
-    def looped(theta0, theta1, x, clean, alphas):
-        # Each alpha goes in as a 0-d float32 array: one compilation for the whole grid.
-        alphas = jnp.asarray(alphas, jnp.float32)
-        return jnp.stack([single(theta0, theta1, x, clean, alphas[k]) for k in range(alphas.shape[0])])
-
-    return looped
+    return lambda x, clean, cs: jnp.stack([single(*trees, x, clean, cs[k]) for k in range(cs.shape[0])])
 
 
 # ---------------------------------------------------------------------------------------------
 # Result
 
 
-def level_label(kind: str, level: float) -> str:
-    """"σ=20" for noise, "q=10" for JPEG, "×2" for bicubic scales."""
-    prefix = {"noise": "σ=", "jpeg": "q="}.get(kind, "×")
-    return f"{prefix}{float(level):g}"
-
-
-def _as_float_array(value, name: str, shape: tuple) -> np.ndarray:
+def _grid(value, name: str, shape: tuple) -> np.ndarray:
     arr = np.asarray(value, np.float64)
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}; got {arr.shape}")
@@ -191,24 +143,23 @@ def _as_float_array(value, name: str, shape: tuple) -> np.ndarray:
 
 @dataclasses.dataclass
 class SweepResult:
-    """Metrics of an alpha sweep.
+    """Metrics of a sweep over levels x controls.
 
-    levels: (L,) degradation levels; alphas: (K,) control values.
-    psnr, ssim, psnr_y, ssim_y: (L, K) means over the test images (PSNR in dB, RGB and Y channel).
-    degradation: the degradation with its training levels A (alpha 0) and B (alpha 1).
-    per_image: optional {metric: (L, K, N)} values per image, same keys as METRICS.
-    input_psnr: optional (L,) mean PSNR of the degraded inputs (clipped) when they have the clean size.
-    name: the method's name (used by reports); image_names: (N,) optional; seed, border, strategy:
-    how the sweep was run.
+    level_grid: (L, D) degradation levels; control_grid: (K, D) controls.
+    psnr, ssim, psnr_y, ssim_y: (L, K) means over the test images (PSNR in dB; 8-bit outputs).
+    task: the task's dict form (degradations with their levels A at control 0, B at control 1).
+    per_image: optional {metric: (L, K, N)}; input_psnr: optional (L,) PSNR of the degraded inputs
+    when they have the clean size. name: the method; image_names (N,); seed, border, strategy.
+    For D = 1, ``levels`` and ``alphas`` are the (L,) and (K,) vectors.
     """
 
-    levels: np.ndarray
-    alphas: np.ndarray
+    level_grid: np.ndarray
+    control_grid: np.ndarray
     psnr: np.ndarray
     ssim: np.ndarray
     psnr_y: np.ndarray
     ssim_y: np.ndarray
-    degradation: Degradation
+    task: dict
     per_image: dict | None = None
     input_psnr: np.ndarray | None = None
     name: str = ""
@@ -218,22 +169,37 @@ class SweepResult:
     strategy: str = ""
 
     def __post_init__(self):
-        self.levels = np.asarray(self.levels, np.float64).reshape(-1)
-        self.alphas = np.asarray(self.alphas, np.float64).reshape(-1)
-        grid = (self.levels.size, self.alphas.size)
+        from ctl_jax.tasks import make_task
+
+        self._task = make_task(self.task)
+        dim = self._task.dim
+        self.level_grid = np.asarray(self.level_grid, np.float64).reshape(-1, dim)
+        self.control_grid = np.asarray(self.control_grid, np.float64).reshape(-1, dim)
+        grid = (len(self.level_grid), len(self.control_grid))
         for m in METRICS:
-            setattr(self, m, _as_float_array(getattr(self, m), m, grid))
+            setattr(self, m, _grid(getattr(self, m), m, grid))
         if self.per_image is not None:
             if set(self.per_image) != set(METRICS):
                 raise ValueError(f"per_image must have the keys {METRICS}; got {sorted(self.per_image)}")
-            arrays = {m: np.asarray(self.per_image[m], np.float64) for m in METRICS}
-            n = arrays["psnr"].shape[-1] if arrays["psnr"].ndim == 3 else -1
-            self.per_image = {m: _as_float_array(a, f"per_image[{m!r}]", grid + (n,)) for m, a in arrays.items()}
+            n = np.shape(self.per_image["psnr"])[-1]
+            self.per_image = {m: _grid(a, f"per_image[{m!r}]", grid + (n,)) for m, a in self.per_image.items()}
         if self.input_psnr is not None:
-            self.input_psnr = _as_float_array(self.input_psnr, "input_psnr", grid[:1])
+            self.input_psnr = _grid(self.input_psnr, "input_psnr", grid[:1])
         self.image_names = tuple(self.image_names)
-        if not isinstance(self.degradation, Degradation):
-            raise ValueError(f"degradation must be a Degradation; got {type(self.degradation).__name__}")
+
+    @property
+    def dim(self) -> int:
+        return self.level_grid.shape[1]
+
+    @property
+    def levels(self) -> np.ndarray:
+        """(L,) for D = 1, else the (L, D) grid."""
+        return self.level_grid[:, 0] if self.dim == 1 else self.level_grid
+
+    @property
+    def alphas(self) -> np.ndarray:
+        """(K,) for D = 1, else the (K, D) grid."""
+        return self.control_grid[:, 0] if self.dim == 1 else self.control_grid
 
     def metric(self, name: str) -> np.ndarray:
         """The (L, K) array of one metric: "psnr", "ssim", "psnr_y" or "ssim_y"."""
@@ -241,36 +207,46 @@ class SweepResult:
             raise ValueError(f"unknown metric {name!r}; choose one of {METRICS}")
         return getattr(self, name)
 
-    def level_index(self, level: float) -> int:
-        """Row of ``level`` in the result; ValueError listing the swept levels otherwise."""
-        hits = np.flatnonzero(np.isclose(self.levels, float(level)))
+    def level_index(self, level) -> int:
+        """Row of ``level`` (a number for D = 1, or (D,)); ValueError listing the swept levels otherwise."""
+        hits = np.flatnonzero(np.all(np.isclose(self.level_grid, np.ravel(level)), axis=1))
         if hits.size == 0:
             raise ValueError(f"level {level} was not swept; levels are {self.levels.tolist()}")
         return int(hits[0])
 
-    def best_alpha(self, level: float, metric: str = "psnr") -> float:
-        """The grid alpha with the highest ``metric`` at ``level`` (first one on ties)."""
+    def best_control(self, level, metric: str = "psnr") -> np.ndarray:
+        """The grid control (D,) with the highest ``metric`` at ``level`` (first one on ties)."""
         row = self.metric(metric)[self.level_index(level)]
         if np.all(np.isnan(row)):
-            raise ValueError(f"{metric} at level {level} is NaN for every alpha")
-        return float(self.alphas[int(np.nanargmax(row))])
+            raise ValueError(f"{metric} at level {level} is NaN for every control")
+        return self.control_grid[int(np.nanargmax(row))]
 
-    def best_value(self, level: float, metric: str = "psnr") -> float:
-        """The highest ``metric`` over the alpha grid at ``level``."""
+    def best_alpha(self, level, metric: str = "psnr"):
+        """:meth:`best_control` as a float for D = 1."""
+        best = self.best_control(level, metric)
+        return float(best[0]) if self.dim == 1 else best
+
+    def best_value(self, level, metric: str = "psnr") -> float:
+        """The highest ``metric`` over the control grid at ``level``."""
         return float(np.nanmax(self.metric(metric)[self.level_index(level)]))
 
-    def expected_alpha(self, level: float) -> float:
-        """The linearly expected alpha of ``level``: (level - A) / (B - A)."""
-        return self.degradation.alpha_for(level)
+    def expected_alpha(self, level):
+        """The linearly expected control of ``level``: (level - A) / (B - A) (a float for D = 1)."""
+        c = self._task.control_for(np.ravel(level))
+        return float(c[0]) if self.dim == 1 else c
 
-    def level_label(self, level: float) -> str:
-        """A short name of a level for tables and legends: "σ=20", "q=10" or "×2"."""
-        return level_label(self.degradation.kind, level)
+    def level_label(self, level) -> str:
+        """"σ=20", "q=10", "×2", or "σ=20, q=30"."""
+        return self._task.label(level)
+
+    def describe_task(self) -> str:
+        t = self._task
+        return "; ".join(f"{k.name}: level A {k.format(a)} at control 0, level B {k.format(b)} at control 1"
+                         for k, a, b in zip(t.kinds, t.level_a, t.level_b))
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (lists of floats; NaN/inf stay floats)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["degradation"] = dataclasses.asdict(self.degradation)
         out["image_names"] = list(self.image_names)
         for key, value in out.items():
             if isinstance(value, np.ndarray):
@@ -281,8 +257,6 @@ class SweepResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SweepResult":
-        data = dict(data)
-        data["degradation"] = Degradation(**data["degradation"])
         return cls(**data)
 
     def to_json(self, indent: int | None = None) -> str:
@@ -298,78 +272,58 @@ class SweepResult:
 # The sweep
 
 
-def sweep(model, tuner, theta0: Params, phi: Params, images: Sequence[np.ndarray], degradation: Degradation,
-          levels: Sequence[float], alphas: Sequence[float], *, seed: int = 0, border: int = 0,
+def sweep(model, images: Sequence[np.ndarray], levels, controls, *, seed: int = 0, border: int = 0,
           strategy: str = "auto", progress: bool = True, multiple_of: int = 2, chunk: int = 4,
           name: str | None = None, image_names: Sequence[str] = ()) -> SweepResult:
-    """Evaluate ``model`` tuned by ``tuner`` over ``alphas`` at each of ``levels`` on ``images``.
+    """Evaluate a controllable model over ``controls`` at each of ``levels`` on ``images``.
 
     Args:
-      model: a Flax Linen base network mapping (N, H, W, C) in [0, 1] to the same shape.
-      tuner, theta0, phi: the continuous-level method (``ctl_jax.tuners.make_tuner``) and its trees.
+      model: a ``ctl_jax.train.runs.ControllableModel`` (``load_run``); its task degrades the inputs.
       images: clean test images, float (H, W, C) in [0, 1], C = 1 or 3; sizes may differ. Each is
-        cropped (bottom/right) to a multiple of ``multiple_of`` (and of the bicubic scale).
-      degradation: kind and training levels (A at alpha 0, B at alpha 1).
-      levels: degradation levels to test (noise sigma on the 0-255 scale, JPEG quality, scale).
-      alphas: the control values, (K,); values outside [0, 1] extrapolate.
-      seed: degraded inputs depend only on (seed, image index, level) (see :func:`degrade`).
+        cropped (bottom/right) to a multiple of ``multiple_of`` and of every resizing level.
+      levels: (L,) for D = 1 or (L, D): degradation levels (noise sigma 0-255, JPEG quality, scale).
+      controls: (K,) for D = 1 or (K, D); values outside [0, 1] extrapolate.
+      seed: degraded inputs depend only on (seed, image index, level) (``task.eval_input``).
       border: pixels cropped from each side before the metrics.
-      strategy: "vmap", "map", "loop", or "auto" (the fastest measured here, ``AUTO_STRATEGY``).
-      progress: print one line per image to stderr.
-      chunk: lax.map's batch size for strategy "map".
-      name: the method's name in the result (default ``tuner.name``).
-
-    Returns:
-      SweepResult with (L, K) means and (L, K, N) per-image values.
+      strategy: "vmap", "map", "loop", or "auto"; chunk: lax.map's batch size.
+      progress: one line per image to stderr; name: the method's name (default the model's).
     """
-    images = _check_images(images)
-    alphas = _check_alphas(alphas)
-    levels = [float(level) for level in levels]
-    if not levels:
-        raise ValueError("sweep needs at least one level")
-    for level in levels:
-        check_level(degradation.kind, level)
+    task = model.task
+    images = check_images(images)
+    level_grid = task.check_levels(levels).reshape(-1, task.dim)
+    control_grid = check_controls(controls, model.control_dim)
     if image_names and len(image_names) != len(images):
         raise ValueError(f"{len(image_names)} image names for {len(images)} images")
-
+    name = model.name if name is None else name
     evaluate = sweep_fn(model, strategy, border=border, chunk=chunk)
-    theta1 = jax.jit(tuner.endpoint)(phi, theta0)
-    multiple = _input_multiple(degradation, levels, multiple_of)
-    alphas_dev = jnp.asarray(alphas)
-    scores = np.zeros((len(levels), alphas.size, len(METRICS), len(images)))
-    input_psnr = np.zeros((len(levels), len(images)))
+    multiple = int(np.lcm(multiple_of, task.input_multiple(level_grid)))
+    n_levels = len(level_grid)
+    out = np.zeros((n_levels, len(control_grid), len(METRICS), len(images)))
+    input_psnr = np.full((n_levels, len(images)), np.nan)
     start = time.perf_counter()
     for i, image in enumerate(images):
         clean = jnp.asarray(crop_to_multiple(image, multiple))
-        x = jnp.stack([degrade(clean, degradation, level, seed=seed, index=i) for level in levels])
-        cleans = jnp.broadcast_to(clean, (len(levels),) + clean.shape)
-        if i == 0:
-            check_params_match(model, theta0, x)
-        values = np.asarray(evaluate(theta0, theta1, x, cleans, alphas_dev))  # (K, 4, L)
-        scores[..., i] = values.transpose(2, 0, 1)
-        input_psnr[:, i] = (np.asarray(psnr(jnp.clip(x, 0, 1), cleans, border=border))
-                            if x.shape == cleans.shape else np.nan)
+        x = jnp.stack([task.eval_input(clean, lv, seed=seed, index=i) for lv in level_grid])
+        cleans = jnp.broadcast_to(clean, (n_levels,) + clean.shape)
+        out[..., i] = np.asarray(evaluate(x, cleans, jnp.asarray(control_grid))).transpose(2, 0, 1)
+        if x.shape == cleans.shape:
+            input_psnr[:, i] = np.asarray(psnr(quantise(x), cleans, border=border))
         if progress:
-            print(f"sweep {name or tuner.name}: image {i + 1}/{len(images)} {clean.shape[0]}x{clean.shape[1]}, "
-                  f"{len(levels)} levels x {alphas.size} alphas, {time.perf_counter() - start:.1f} s",
-                  file=sys.stderr, flush=True)
-
-    per_image = {m: scores[:, :, j, :] for j, m in enumerate(METRICS)}
+            print(f"sweep {name}: image {i + 1}/{len(images)} {clean.shape[0]}x{clean.shape[1]}, {n_levels} levels "
+                  f"x {len(control_grid)} controls, {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    per_image = {m: out[:, :, j, :] for j, m in enumerate(METRICS)}
     return SweepResult(
-        levels=np.asarray(levels), alphas=alphas, degradation=degradation,
+        level_grid=level_grid, control_grid=control_grid, task=task.to_dict(),
         **{m: v.mean(axis=-1) for m, v in per_image.items()}, per_image=per_image,
         input_psnr=None if np.isnan(input_psnr).all() else input_psnr.mean(axis=-1),
-        name=tuner.name if name is None else name, image_names=tuple(image_names), seed=seed,
-        border=border, strategy=AUTO_STRATEGY if strategy == "auto" else strategy)
+        name=name, image_names=tuple(image_names), seed=seed, border=border,
+        strategy=AUTO_STRATEGY if strategy == "auto" else strategy)
 
 
-def outputs_over_alphas(model, tuner, theta0: Params, phi: Params, x: jax.Array, alphas) -> np.ndarray:
-    """The clipped outputs for one input at each alpha, for image strips.
-
-    x: (H, W, C) degraded input in [0, 1]; alphas: (K,). Returns (K, H, W, C) float32 in [0, 1].
-    Runs one jitted single-alpha forward per alpha (alpha as a float32 array: compiled once).
-    """
-    theta1 = jax.jit(tuner.endpoint)(phi, theta0)
-    forward = jax.jit(lambda t0, t1, xb, a: jnp.clip(model.apply({"params": lerp(t0, t1, a)}, xb), 0.0, 1.0))
+def outputs_over_controls(model, x, controls) -> np.ndarray:
+    """The 8-bit outputs for one input (H, W, C) at each control (K,) or (K, D): (K, H', W', C') float32."""
+    forward = jax.jit(forward_fn(model))
+    controls = check_controls(controls, model.control_dim)
     xb = jnp.asarray(x, jnp.float32)[None]
-    return np.stack([np.asarray(forward(theta0, theta1, xb, jnp.float32(a))[0]) for a in _check_alphas(alphas)])
+    return np.stack([np.asarray(quantise(forward(model.theta0, model.phi, xb, jnp.asarray(c).reshape(1, 1, 1, -1)))[0])
+                     for c in controls])

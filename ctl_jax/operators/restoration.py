@@ -3,7 +3,7 @@
 For these the training target is the clean image and the input is the degraded one, so
 ``apply`` degrades: ``apply(image, level, key)`` returns the corrupted image, same shape as the
 input, clipped to [0, 1] (as writing it to an 8-bit PNG did in the authors' pipeline). They wrap
-:mod:`ctl_jax.data.degrade`. ``key`` is a JAX PRNG key or an integer seed; JPEG and bicubic
+:mod:`ctl_jax.degradations`. ``key`` is a JAX PRNG key or an integer seed; JPEG and bicubic
 resampling are deterministic and ignore it, keeping one signature for all three.
 """
 
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctl_jax.data.degrade import add_gaussian_noise, bicubic_pre_upsampled, jpeg_compress
+from ctl_jax.degradations import add_gaussian_noise, bicubic_pre_upsampled, jpeg_compress
 from ctl_jax.operators.spec import as_image
 
 

@@ -1,1 +1,1 @@
-"""Two-stage training: jitted steps, the training loop, orbax checkpoints."""
+"""Training: the one loop, supervised stages, run folders, checkpoints, jitted step helpers."""

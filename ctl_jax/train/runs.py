@@ -38,7 +38,7 @@ class RunMeta:
     """
 
     network: dict
-    tuner: str | None
+    tuner: Any
     stage: str
     task: dict
     target: str

@@ -31,7 +31,7 @@ from ctl_jax.train.checkpoint import checkpoint_dir, latest_meta
 from ctl_jax.train.loop import CompiledStage, TrainConfig, optimizer_of, train_loop
 from ctl_jax.train.runs import RunMeta, load_run
 from ctl_jax.train.steps import micro_batch_mean
-from ctl_jax.tuners import Tuner, make_tuner
+from ctl_jax.tuners import Tuner, make_tuner, tuner_to_spec
 from ctl_jax.tuners.trees import param_template
 
 
@@ -56,7 +56,7 @@ class Stage:
                    config.micro_batch_count(input_shape), shared_control)
 
     def meta(self, config: TrainConfig, base: dict | None = None) -> dict:
-        return RunMeta(network=self.spec.to_dict(), tuner=self.tuner.name if self.tuner else None,
+        return RunMeta(network=self.spec.to_dict(), tuner=tuner_to_spec(self.tuner) if self.tuner else None,
                        stage="tune" if self.tuner else "base", task=self.task.to_dict(), target=self.target,
                        config=config.to_dict(), input_shape=self.input_shape, base=base).to_dict()
 
@@ -161,7 +161,7 @@ def train_tuner(tuner: Tuner | str, task, sampler, workdir, config: TrainConfig,
     run uses that copy, so later changes to the base's folder never affect it.
     One-stage tuners: the network ``spec`` from scratch, over the task's level range.
     """
-    tuner = make_tuner(tuner) if isinstance(tuner, str) else tuner
+    tuner = make_tuner(tuner)
     if tuner.stages == 1:
         if spec is None:
             raise ValueError(f"{tuner.name} trains in one stage: give the network spec")

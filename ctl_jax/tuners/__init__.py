@@ -4,6 +4,8 @@ Parameter space (DESIGN.md 1.2-1.3): DNI, AdaFM, FTN and its variants. Hypernetw
 Feature space: CFSNet, Dynamic-Net. Conditional: the level as an input map (FFDNet, baseline [18]).
 """
 
+import dataclasses
+
 from ctl_jax.tuners.adafm import DEFAULT_ADAFM_KERNEL, AdaFM, adafm_subtree, insert_adafm_slots
 from ctl_jax.tuners.alpha import lerp
 from ctl_jax.tuners.base import ParameterTuner, Tuner, apply_at_alpha, interpolate
@@ -11,7 +13,7 @@ from ctl_jax.tuners.condition import Conditional
 from ctl_jax.tuners.dni import DNI
 from ctl_jax.tuners.feature import CFSNet, DynamicNet, FeatureTuner
 from ctl_jax.tuners.ftn import FTN, ftn_layer_apply, ftn_layer_init
-from ctl_jax.tuners.hyper import Hypernet, apply_hyper, hyper_head, hyper_trunk
+from ctl_jax.tuners.hyper import Hypernet, HyperTuner, apply_hyper, hyper_head, hyper_trunk
 from ctl_jax.tuners.mixing import apply_with_alpha_map
 
 TUNERS = {
@@ -34,12 +36,30 @@ def register_tuner(tuner: Tuner) -> Tuner:
     return tuner
 
 
-def make_tuner(name: str) -> Tuner:
-    """A tuner by name: one of ``TUNERS``."""
+# Tuners with settings beyond a name are stored in run folders as {"class": ..., **fields}.
+TUNER_CLASSES = {"HyperTuner": HyperTuner}
+
+
+def tuner_to_spec(tuner: Tuner):
+    """What a run folder records of a tuner: its name when ``TUNERS`` has exactly it, else its fields."""
+    if TUNERS.get(tuner.name) == tuner:
+        return tuner.name
+    return {"class": type(tuner).__name__, **dataclasses.asdict(tuner)}
+
+
+def make_tuner(spec) -> Tuner:
+    """A tuner from a name in ``TUNERS`` or from the dict :func:`tuner_to_spec` made."""
+    if isinstance(spec, Tuner):
+        return spec
+    if isinstance(spec, dict):
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "class"}
+        if spec.get("class") not in TUNER_CLASSES:
+            raise ValueError(f"unknown tuner class {spec.get('class')!r}; known: {sorted(TUNER_CLASSES)}")
+        return TUNER_CLASSES[spec["class"]](**fields)
     try:
-        return TUNERS[name]
-    except KeyError:
-        raise ValueError(f"unknown tuning method {name!r}; choose one of {sorted(TUNERS)}") from None
+        return TUNERS[spec]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown tuning method {spec!r}; choose one of {sorted(TUNERS)}") from None
 
 
 def apply_tuned(model, tuner: Tuner, theta0, phi, x, control):

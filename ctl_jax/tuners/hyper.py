@@ -24,7 +24,8 @@ import fnmatch
 import jax
 import jax.numpy as jnp
 
-from ctl_jax.tuners.trees import Params, flatten, path_str, unflatten
+from ctl_jax.tuners.base import Tuner
+from ctl_jax.tuners.trees import Params, flatten, param_template, path_str, unflatten
 
 PARTS = ("all", "in0", "out0")
 
@@ -136,8 +137,8 @@ class Hypernet:
 
 
 def template_of(model, example) -> Params:
-    """The base network's parameter shapes (``jax.eval_shape`` of its init on ``example``)."""
-    return jax.eval_shape(model.init, jax.random.key(0), example)["params"]
+    """The base network's parameter shapes for inputs like ``example``."""
+    return param_template(model, example)
 
 
 def apply_hyper(model, hyper: Hypernet, psi: Params, x, gamma, per_sample: str = "map"):
@@ -190,3 +191,42 @@ def hyper_head(model, hyper: Hypernet, psi: Params, trunk_state, gamma):
     template = template_of(model, trunk_state[0][:1])
     start = first_predicted_layer(model, hyper, template)
     return model.apply({"params": hyper.params(psi, gamma, template)}, trunk_state, start=start)
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperTuner(Tuner):
+    """The hypernetwork as a one-stage tuner: phi = psi, control = gamma (D,) per batch or per sample.
+
+    Fields are those of :class:`Hypernet`; ``per_sample`` is how a per-sample control reaches the
+    weights ("map": one sample after another, "vmap": batched grouped convs; see ``apply_hyper``).
+    Per-pixel control is not offered: the predicted weights are one per image.
+    """
+
+    predict: tuple = ("conv*/kernel",)
+    part: str = "all"
+    gamma_dim: int = 1
+    hidden: int | None = None
+    relu: bool = False
+    per_sample: str = "map"
+    name: str = "hyper"
+    kind = "hypernetwork"
+    stages = 1
+    pixel = False
+
+    @property
+    def control_dim(self) -> int:
+        return self.gamma_dim
+
+    @property
+    def hyper(self) -> Hypernet:
+        return Hypernet(tuple(self.predict), self.part, self.gamma_dim, self.hidden, self.relu)
+
+    def init(self, key, theta0, model=None, x=None):
+        del theta0
+        base_key, fc_key = jax.random.split(key)
+        return self.hyper.init(fc_key, model.init(base_key, x)["params"])
+
+    def apply(self, model, theta0, phi, x, control):
+        control = self.check_control(control, x.shape[0])
+        gamma = control.global_value() if control.is_global else control.per_sample_values(x.shape[0])
+        return apply_hyper(model, self.hyper, phi, x, gamma, self.per_sample)
