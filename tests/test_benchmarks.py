@@ -16,6 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
      "stage 2 / stage 1 step time"),
     ("hyper_gamma.py", ["--variant", "tiny", "--batch", "2", "--size", "16", "--repeats", "1"], "per sample, vmap"),
     ("switch_time.py", ["--sizes", "32x24", "--repeats", "1"], "full / switch"),
+    ("metrics_dmpix.py", ["--batch", "2", "--size", "32", "--repeats", "1"], "dm-pix / ours"),
 ])
 def test_benchmark_script_runs(script, args, expect):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}

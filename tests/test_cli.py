@@ -1,10 +1,7 @@
 """End to end: the ctl-jax command on the smoke preset of the main job, then apply and sweep."""
 
 import json
-import os
 import pathlib
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np
 import pytest

@@ -1,9 +1,5 @@
 """Tests for ctl_jax.data: image files, the bundled dataset, patch sampling, the TFDS folder builder."""
 
-import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 import struct
 import sys
 import time
@@ -17,11 +13,7 @@ from PIL import Image
 from ctl_jax.data.bundled import TEST_NAMES, TRAIN_NAMES, bundled_images
 from ctl_jax.data.images import UnreadableImageError, list_images, load_folder, read_image, write_image
 from ctl_jax.data.patches import PatchSampler
-
-
-def _save(path, pixels, **kwargs):
-    Image.fromarray(np.asarray(pixels)).save(path, **kwargs)
-    return path
+from ctl_jax.testing import random_image, random_images, save_pixels
 
 
 def _png_rgb16(path, pixels):
@@ -39,7 +31,7 @@ def _png_rgb16(path, pixels):
 
 
 def _truncated_png(path):
-    _save(path, np.zeros((32, 32, 3), np.uint8))
+    save_pixels(path, np.zeros((32, 32, 3), np.uint8))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
@@ -49,7 +41,7 @@ def _truncated_png(path):
 
 
 def test_grey_png_replicated_to_rgb_and_kept_as_grey(tmp_path):
-    path = _save(tmp_path / "g.png", np.array([[0, 51, 255]], np.uint8))
+    path = save_pixels(tmp_path / "g.png", np.array([[0, 51, 255]], np.uint8))
     rgb = read_image(path, 3)
     assert rgb.dtype == np.float32 and rgb.shape == (1, 3, 3)
     np.testing.assert_array_equal(rgb[0] * 255, [[0, 0, 0], [51, 51, 51], [255, 255, 255]])
@@ -58,7 +50,7 @@ def test_grey_png_replicated_to_rgb_and_kept_as_grey(tmp_path):
 
 def test_rgb_to_one_channel_is_pillow_itu601_luma(tmp_path):
     pixels = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [100, 150, 200]]], np.uint8)
-    path = _save(tmp_path / "c.png", pixels)
+    path = save_pixels(tmp_path / "c.png", pixels)
     # 0.299 R + 0.587 G + 0.114 B, rounded: 76.2 -> 76, 149.7 -> 150, 29.1 -> 29, 140.75 -> 141
     np.testing.assert_array_equal(read_image(path, 1)[0, :, 0] * 255, [76, 150, 29, 141])
     np.testing.assert_array_equal(read_image(path, 3) * 255, pixels)
@@ -66,7 +58,7 @@ def test_rgb_to_one_channel_is_pillow_itu601_luma(tmp_path):
 
 def test_rgba_is_composited_over_white(tmp_path):
     pixels = np.array([[[100, 0, 200, 51], [1, 2, 3, 0], [10, 20, 30, 255]]], np.uint8)
-    path = _save(tmp_path / "a.png", pixels)
+    path = save_pixels(tmp_path / "a.png", pixels)
     # alpha 51 = 0.2: 0.2 * colour + 0.8 * 255 -> (224, 204, 244); alpha 0 -> white; 255 -> colour
     expected = np.array([[224, 204, 244], [255, 255, 255], [10, 20, 30]])
     np.testing.assert_allclose(read_image(path, 3)[0] * 255, expected, atol=1e-3)
@@ -84,7 +76,7 @@ def test_grey_with_alpha_is_composited_over_white(tmp_path):
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_16_bit_grey_keeps_16_bits(tmp_path, suffix):
     values = np.array([[0, 65535, 32768, 257]], np.uint16)
-    path = _save(tmp_path / f"g16{suffix}", values)
+    path = save_pixels(tmp_path / f"g16{suffix}", values)
     assert Image.open(path).mode.startswith("I;16")
     expected = [0.0, 1.0, 32768 / 65535, 1 / 255]
     np.testing.assert_allclose(read_image(path, 1)[0, :, 0], expected, rtol=1e-6)
@@ -111,14 +103,14 @@ def test_palette_images_with_and_without_transparency(tmp_path):
 def test_bilevel_bmp_and_jpeg(tmp_path):
     Image.fromarray(np.array([[0, 255]], np.uint8)).convert("1").save(tmp_path / "b.bmp")
     np.testing.assert_array_equal(read_image(tmp_path / "b.bmp", 1)[0, :, 0], [0, 1])
-    _save(tmp_path / "j.JPG", np.full((16, 16, 3), (200, 100, 50), np.uint8), quality=95)
+    save_pixels(tmp_path / "j.JPG", np.full((16, 16, 3), (200, 100, 50), np.uint8), quality=95)
     image = read_image(tmp_path / "j.JPG", 3)
     assert image.shape == (16, 16, 3)
     np.testing.assert_allclose(image.mean(axis=(0, 1)) * 255, [200, 100, 50], atol=3)
 
 
 def test_read_errors(tmp_path):
-    path = _save(tmp_path / "ok.png", np.zeros((2, 2), np.uint8))
+    path = save_pixels(tmp_path / "ok.png", np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError, match="channels must be 1 .* or 3 .*; got 4"):
         read_image(path, 4)
     with pytest.raises(FileNotFoundError, match="nope.png"):
@@ -155,9 +147,9 @@ def test_missing_and_empty_folder_errors(tmp_path):
 
 
 def test_load_folder_skips_unreadable_and_small_images_with_warnings(tmp_path):
-    _save(tmp_path / "a.png", np.full((8, 8), 10, np.uint8))
+    save_pixels(tmp_path / "a.png", np.full((8, 8), 10, np.uint8))
     _truncated_png(tmp_path / "broken.png")
-    _save(tmp_path / "small.png", np.zeros((4, 9, 3), np.uint8))
+    save_pixels(tmp_path / "small.png", np.zeros((4, 9, 3), np.uint8))
     with pytest.warns(UserWarning) as record:
         images = load_folder(tmp_path, 3, min_size=5)
     messages = [str(w.message) for w in record]
@@ -174,8 +166,7 @@ def test_load_folder_skips_unreadable_and_small_images_with_warnings(tmp_path):
 
 
 def test_write_image_round_trip_and_refuses_overwrite(tmp_path):
-    rng = np.random.default_rng(0)
-    image = rng.random((5, 7, 3), dtype=np.float32) * 1.2 - 0.1  # some values out of range
+    image = random_image((5, 7, 3)) * 1.2 - 0.1  # some values out of range
     path = tmp_path / "out.png"
     write_image(path, image)
     np.testing.assert_array_equal(read_image(path, 3), np.clip(np.round(image * 255), 0, 255) / 255)
@@ -197,8 +188,7 @@ def test_write_image_round_trip_and_refuses_overwrite(tmp_path):
 
 
 def _random_images(seed=0, channels=3):
-    rng = np.random.default_rng(seed)
-    return [rng.random((h, w, channels), dtype=np.float32) for h, w in [(40, 50), (64, 33), (32, 32)]]
+    return random_images([(40, 50), (64, 33), (32, 32)], channels, seed)
 
 
 def test_patch_sampler_shapes_and_determinism():
@@ -289,9 +279,9 @@ def test_tfds_folder_round_trip(tmp_path):
     (source / "test").mkdir()
     rng = np.random.default_rng(0)
     colour = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
-    _save(source / "train" / "b.png", colour)
-    _save(source / "train" / "a.png", np.full((6, 5), 77, np.uint8))
-    _save(source / "test" / "c.png", np.array([[[100, 0, 200, 51]]], np.uint8))
+    save_pixels(source / "train" / "b.png", colour)
+    save_pixels(source / "train" / "a.png", np.full((6, 5), 77, np.uint8))
+    save_pixels(source / "test" / "c.png", np.array([[[100, 0, 200, 51]]], np.uint8))
     _truncated_png(source / "test" / "d.png")
 
     with pytest.warns(UserWarning, match="d.png"):
@@ -315,7 +305,7 @@ def test_tfds_folder_round_trip(tmp_path):
 
     flat = tmp_path / "flat"
     flat.mkdir()
-    _save(flat / "x.png", colour)
+    save_pixels(flat / "x.png", colour)
     prepare_folder(flat, tmp_path / "tfds_flat")
     np.testing.assert_array_equal(load_prepared(tmp_path / "tfds_flat", "train", 3)[0], colour / np.float32(255))
 

@@ -1,9 +1,6 @@
 """Degradations: levels, ranges, shapes, and the level <-> alpha mapping."""
 
-import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +8,7 @@ import pytest
 
 from ctl_jax.data.degrade import (Degradation, add_gaussian_noise, bicubic_downsample, bicubic_pre_upsampled,
                                   jpeg_compress)
+from ctl_jax.testing import random_image
 
 
 def test_noise_has_the_requested_sigma_and_is_not_clipped():
@@ -24,8 +22,8 @@ def test_noise_has_the_requested_sigma_and_is_not_clipped():
 
 def test_bicubic_forms():
     x = jax.random.uniform(jax.random.key(0), (2, 24, 36, 3))
-    assert bicubic_downsample(x, 3).shape == (2, 8, 12, 3)
-    assert bicubic_pre_upsampled(x, 2).shape == x.shape
+    chex.assert_shape(bicubic_downsample(x, 3), (2, 8, 12, 3))
+    chex.assert_equal_shape([bicubic_pre_upsampled(x, 2), x])
     flat = jnp.full((1, 12, 12, 1), 0.25)
     np.testing.assert_allclose(bicubic_pre_upsampled(flat, 2), flat, atol=1e-6)
     with pytest.raises(ValueError, match="divisible by 5"):
@@ -33,12 +31,12 @@ def test_bicubic_forms():
 
 
 def test_jpeg_roundtrip_keeps_shape_and_dtype_and_loses_more_at_low_quality():
-    rng = np.random.default_rng(0)
-    image = rng.random((32, 48, 3)).astype(np.float32)
+    image = random_image((32, 48, 3))
     low, high = jpeg_compress(image, 10), jpeg_compress(image, 95)
-    assert low.shape == image.shape and low.dtype == np.float32
+    chex.assert_equal_shape([low, image])
+    chex.assert_type(low, np.float32)
     assert np.abs(low - image).mean() > np.abs(high - image).mean()
-    grey = (rng.random((16, 16, 1)) * 255).astype(np.uint8)
+    grey = (random_image((16, 16, 1), seed=1) * 255).astype(np.uint8)
     assert jpeg_compress(grey, 50).shape == (16, 16, 1) and jpeg_compress(grey, 50).dtype == np.uint8
 
 

@@ -1,13 +1,11 @@
 """DnCNN module and PyTorch state-dict import (no shared data needed)."""
 
 import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from ctl_jax.nets.torch_import import (
     dncnn_params_from_state_dict,
     load_torch_state_dict,
 )
+from ctl_jax.testing import random_image, tiny_dncnn
 
 DEPTH, FEATURES, CHANNELS = 5, 8, 1
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +50,7 @@ def test_matches_torch_sequential():
     module, params = dncnn_from_state_dict(net.state_dict())
     assert (module.channels, module.depth, module.features) == (CHANNELS, DEPTH, FEATURES)
 
-    x = np.random.default_rng(1).random((2, 13, 10, CHANNELS), dtype=np.float32)
+    x = random_image((2, 13, 10, CHANNELS), seed=1)
     with torch.no_grad():
         net_out = net(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
     y = np.asarray(module.apply({"params": params}, x))
@@ -82,7 +81,7 @@ def test_no_kernel_flip():
           "model.2.weight": w1, "model.2.bias": np.zeros(1, np.float32)}
     module, params = dncnn_from_state_dict(sd)
     assert (module.depth, module.features) == (2, 1)
-    x = np.random.default_rng(0).random((1, 6, 5, 1), dtype=np.float32)
+    x = random_image((1, 6, 5, 1))
     noise = x - np.asarray(module.apply({"params": params}, x))
     expected = np.zeros_like(x)
     expected[:, 1:] = x[:, :-1]
@@ -94,9 +93,7 @@ def test_prefixes_are_stripped():
     reference = dncnn_params_from_state_dict(sd, depth=DEPTH)
     for variant in ({"module." + k: v for k, v in sd.items()},
                     {k[len("model."):]: v for k, v in sd.items()}):
-        params = dncnn_params_from_state_dict(variant, depth=DEPTH)
-        for name in reference:
-            np.testing.assert_array_equal(params[name]["kernel"], reference[name]["kernel"])
+        chex.assert_trees_all_equal(dncnn_params_from_state_dict(variant, depth=DEPTH), reference)
 
 
 def test_bad_state_dicts():
@@ -126,17 +123,16 @@ def test_bad_module_inputs():
 
 
 def test_adafm_slots_start_as_identity():
-    x = np.random.default_rng(0).random((1, 9, 7, CHANNELS), dtype=np.float32)
+    x = random_image((1, 9, 7, CHANNELS))
     params = dncnn_params_from_state_dict(numpy_state_dict(), depth=DEPTH)
-    tuned = DnCNN(depth=DEPTH, features=FEATURES, adafm_kernel=3)
-    tuned_params = dict(tuned.init(jax.random.PRNGKey(0), x)["params"])
+    tuned, tuned_params = tiny_dncnn(CHANNELS, DEPTH, FEATURES, adafm_kernel=3)
+    tuned_params = dict(tuned_params)
 
     slots = sorted(name for name in tuned_params if name.startswith("adafm_"))
     assert slots == [f"adafm_{i}" for i in range(DEPTH - 1)]  # none after the last conv
     for name in slots:
-        for leaf in jax.tree_util.tree_leaves(tuned_params[name]):
-            assert not np.any(np.asarray(leaf))
-    assert tuned_params["adafm_0"]["depthwise"]["kernel"].shape == (3, 3, 1, FEATURES)
+        chex.assert_trees_all_equal(tuned_params[name], jax.tree.map(np.zeros_like, tuned_params[name]))
+    chex.assert_shape(tuned_params["adafm_0"]["depthwise"]["kernel"], (3, 3, 1, FEATURES))
 
     tuned_params.update(params)  # share the conv params, keep the zero slots
     plain = DnCNN(depth=DEPTH, features=FEATURES).apply({"params": params}, x)

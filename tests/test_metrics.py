@@ -1,9 +1,6 @@
 """Tests for ctl_jax.eval.metrics (PSNR, SSIM, luma) and ctl_jax.eval.filters."""
 
-import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,17 +10,7 @@ from skimage import color, data, metrics, transform
 
 from ctl_jax.eval.filters import filter_similarity, per_layer_filter_similarity
 from ctl_jax.eval.metrics import crop_border, psnr, rgb_to_y, ssim
-
-
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def _noisy_pair(shape, sigma=0.1, seed=0):
-    rng = _rng(seed)
-    a = rng.random(shape, dtype=np.float32)
-    b = np.clip(a + sigma * rng.standard_normal(shape, dtype=np.float32), 0, 1)
-    return a, b
+from ctl_jax.testing import add_noise, noisy_pair, random_image
 
 
 def _skimage_ssim(a, b):
@@ -35,8 +22,7 @@ def _skimage_ssim(a, b):
 @pytest.fixture(scope="module")
 def astronaut_pair():
     img = transform.resize(data.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
-    noisy = np.clip(img + 0.05 * _rng(1).standard_normal(img.shape), 0, 1).astype(np.float32)
-    return img, noisy
+    return img, add_noise(img, 0.05, seed=1)
 
 
 # ---------------------------------------------------------------- rgb_to_y
@@ -44,13 +30,13 @@ def astronaut_pair():
 def test_rgb_to_y_hand_values():
     pixels = np.array([[[[0, 0, 0], [1, 1, 1], [1, 0, 0]]]], np.float32)  # (1, 1, 3, 3)
     y = np.asarray(rgb_to_y(pixels))
-    assert y.shape == (1, 1, 3, 1)
+    chex.assert_shape(y, (1, 1, 3, 1))
     np.testing.assert_allclose(y[0, 0, :, 0], [16 / 255, 235 / 255, (16 + 65.481) / 255],
                                rtol=1e-6)
 
 
 def test_rgb_to_y_matches_skimage():
-    img = _rng().random((9, 7, 3))
+    img = random_image((9, 7, 3))
     expected = color.rgb2ycbcr(img)[..., 0] / 255
     np.testing.assert_allclose(np.asarray(rgb_to_y(img))[..., 0], expected, atol=1e-6)
 
@@ -84,7 +70,7 @@ def test_psnr_closed_form():
 
 
 def test_psnr_identical_is_inf():
-    a, _ = _noisy_pair((8, 8, 3))
+    a, _ = noisy_pair((8, 8, 3))
     assert np.isposinf(float(psnr(a, a)))
 
 
@@ -99,7 +85,7 @@ def test_psnr_border_crop():
 
 
 def test_psnr_y_channel_matches_luma_images():
-    a, b = _noisy_pair((2, 12, 12, 3))
+    a, b = noisy_pair((2, 12, 12, 3))
     np.testing.assert_allclose(np.asarray(psnr(a, b, y_channel=True, border=1)),
                                np.asarray(psnr(rgb_to_y(a), rgb_to_y(b), border=1)), rtol=1e-6)
     # Grey inputs are their own Y channel.
@@ -109,16 +95,16 @@ def test_psnr_y_channel_matches_luma_images():
 
 
 def test_psnr_batched_equals_loop_and_single_is_scalar():
-    a, b = _noisy_pair((3, 10, 12, 3))
+    a, b = noisy_pair((3, 10, 12, 3))
     batched = np.asarray(psnr(a, b, border=2))
-    assert batched.shape == (3,)
+    chex.assert_shape(batched, (3,))
     single = [psnr(a[i], b[i], border=2) for i in range(3)]
-    assert all(np.shape(s) == () for s in single)
+    chex.assert_shape(single, ())
     np.testing.assert_allclose(batched, np.asarray(single), rtol=1e-6)
 
 
 def test_psnr_matches_skimage():
-    a, b = _noisy_pair((16, 16, 3))
+    a, b = noisy_pair((16, 16, 3))
     expected = metrics.peak_signal_noise_ratio(a.astype(np.float64), b.astype(np.float64),
                                                data_range=1.0)
     np.testing.assert_allclose(float(psnr(a, b)), expected, rtol=1e-5)
@@ -144,9 +130,9 @@ def _matlab_ssim_reference(a, b, data_range=1.0):
 
 
 def test_ssim_matches_skimage_random():
-    a, b = _noisy_pair((2, 24, 20, 3))
+    a, b = noisy_pair((2, 24, 20, 3))
     got = np.asarray(ssim(a, b))
-    assert got.shape == (2,)
+    chex.assert_shape(got, (2,))
     np.testing.assert_allclose(got, [_skimage_ssim(a[i], b[i]) for i in range(2)], atol=1e-4)
 
 
@@ -201,21 +187,19 @@ def test_bad_inputs(metric):
 def test_jit_matches_eager(astronaut_pair):
     img, noisy = astronaut_pair
     a, b = jnp.stack([img, noisy]), jnp.stack([noisy, noisy])
-    np.testing.assert_allclose(np.asarray(jax.jit(psnr)(a, b)), np.asarray(psnr(a, b)),
-                               rtol=1e-6)
+    chex.assert_trees_all_close(jax.jit(psnr)(a, b), psnr(a, b), rtol=1e-6)
     static = ("border", "y_channel")
     for fn in (psnr, ssim):
         jitted = jax.jit(fn, static_argnames=static)
-        np.testing.assert_allclose(np.asarray(jitted(a, b, border=3, y_channel=True)),
-                                   np.asarray(fn(a, b, border=3, y_channel=True)), rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(jax.jit(ssim)(a, b)), np.asarray(ssim(a, b)),
-                               rtol=1e-5)
+        chex.assert_trees_all_close(jitted(a, b, border=3, y_channel=True),
+                                    fn(a, b, border=3, y_channel=True), rtol=1e-5)
+    chex.assert_trees_all_close(jax.jit(ssim)(a, b), ssim(a, b), rtol=1e-5)
 
 
 # ---------------------------------------------------------------- filter similarity
 
 def _tree(seed=0):
-    rng = _rng(seed)
+    rng = np.random.default_rng(seed)
     return {"Conv_0": {"kernel": rng.standard_normal((3, 3, 2, 4)).astype(np.float32),
                        "bias": rng.standard_normal(4).astype(np.float32)},
             "block": {"Conv_1": {"kernel": rng.standard_normal((1, 1, 4, 3)).astype(np.float32)}},
@@ -265,8 +249,7 @@ def test_filter_similarity_only_shared_paths_and_jit():
     b_extra = dict(b, adafm_x={"depthwise": {"kernel": np.ones((3, 3, 1, 4), np.float32)}})
     eager = filter_similarity(a, b_extra)
     jitted = jax.jit(filter_similarity)(a, b)
-    for key in ("mae", "cosine"):
-        np.testing.assert_allclose(float(jitted[key]), float(eager[key]), rtol=1e-6)
+    chex.assert_trees_all_close(jitted, eager, rtol=1e-6)
     assert set(per_layer_filter_similarity(a, b)) == {"Conv_0/kernel", "block/Conv_1/kernel"}
 
 

@@ -1,10 +1,7 @@
 """The notebooks run top to bottom on a tiny checkpoint."""
 
 import json
-import os
 import pathlib
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import matplotlib
 

@@ -1,10 +1,7 @@
 """Parameterised image operators: shared contract, specs, and one behavioural property per filter."""
 
 import math
-import os
 import re
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +15,7 @@ from ctl_jax.operators import (OPERATORS, deblock, denoise, get_operator, l0_smo
                                rolling_guidance, rtv_smooth, shock_filter, super_resolution,
                                weighted_median, wls_smooth)
 from ctl_jax.operators.wls import EPS, LOG_FLOOR
+from ctl_jax.testing import add_noise, random_image
 
 FILTERS = [name for name, spec in OPERATORS.items() if spec.kind == "filter"]
 
@@ -37,11 +35,10 @@ def _checkerboard(size=48, cell=1, amplitude=0.1):
 
 def _natural_like(size=32, channels=3, seed=0):
     """Smooth gradients, a bright square and mild noise: a stand-in for a photograph."""
-    rng = np.random.default_rng(seed)
     y, x = np.mgrid[:size, :size] / size
     base = 0.2 + 0.5 * x[..., None] * np.linspace(0.6, 1.0, channels) + 0.1 * y[..., None]
     base[size // 4:size // 2, size // 4:size // 2] += 0.2
-    return np.clip(base + rng.normal(0, 0.03, base.shape), 0, 1).astype(np.float32)
+    return add_noise(base, 0.03, seed)
 
 
 def _apply(spec, image, value):
@@ -157,10 +154,9 @@ def _count_gradients(image, threshold):
 
 def test_l0_keeps_fewer_gradients_as_lambda_grows():
     # A strong step that survives every lambda, a weak square that does not, and noise.
-    rng = np.random.default_rng(0)
     image = _step(32, 0.1, 0.9)
     image[8:16, 4:12] += 0.25
-    image = np.clip(image + rng.normal(0, 0.05, image.shape), 0, 1).astype(np.float32)
+    image = add_noise(image, 0.05, seed=0)
     # 3e-3: the flattened regions keep residual slopes of ~sqrt(lambda / beta_max) ~ 1e-3.
     counts = [_count_gradients(l0_smooth(image, lam), 3e-3) for lam in np.geomspace(0.002, 0.2, 5)]
     assert all(b <= a for a, b in zip(counts, counts[1:])), counts
@@ -195,8 +191,7 @@ def test_wls_matches_a_direct_sparse_solve():
 
 
 def test_wls_tends_to_the_input_and_smooths_more_with_lambda():
-    rng = np.random.default_rng(1)
-    noisy = np.clip(_step() + rng.normal(0, 0.05, (48, 48, 1)), 0, 1).astype(np.float32)
+    noisy = add_noise(_step(), 0.05, seed=1)
     assert float(jnp.abs(wls_smooth(noisy, 1e-4) - noisy).max()) < 1e-2
     variations = [_total_variation(wls_smooth(noisy, lam)) for lam in (0.1, 1.0, 10.0)]
     assert _total_variation(noisy) > variations[0] > variations[1] > variations[2]
@@ -205,8 +200,7 @@ def test_wls_tends_to_the_input_and_smooths_more_with_lambda():
 def test_wls_preserves_edges():
     assert _step_height(wls_smooth(_step(), 1.0)) > 0.8 * 0.6
     # Against a Gaussian blur that removes as much total variation, the step keeps far more height.
-    rng = np.random.default_rng(1)
-    noisy = np.clip(_step() + rng.normal(0, 0.05, (48, 48, 1)), 0, 1).astype(np.float32)
+    noisy = add_noise(_step(), 0.05, seed=1)
     smoothed = wls_smooth(noisy, 10.0)
     sigma = next(s for s in np.arange(0.5, 15, 0.1)
                  if _total_variation(gaussian_filter(noisy, (s, s, 0))) <= _total_variation(smoothed))
@@ -232,7 +226,7 @@ def test_rgf_removes_structures_smaller_than_sigma_s_and_keeps_large_edges():
 
 
 def test_wmf_with_uniform_weights_is_the_plain_median():
-    image = np.random.default_rng(2).random((24, 26, 3)).astype(np.float32)
+    image = random_image((24, 26, 3), seed=2)
     for radius in (1, 2, 3.5):
         r = int(radius)
         expected = median_filter(image, size=(2 * r + 1, 2 * r + 1, 1))

@@ -1,10 +1,7 @@
 """The README's library tour runs as written."""
 
-import os
 import pathlib
 import re
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 

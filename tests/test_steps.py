@@ -1,9 +1,5 @@
 """Training steps: micro-batches give the full batch's loss and update; the chunking and its checks."""
 
-import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,9 +1,5 @@
 """Alpha sweeps, their reports and plots (ctl_jax.eval.sweep / report / plots)."""
 
-import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 import re
 
 import jax

@@ -1,11 +1,8 @@
 """The two-stage trainer and its checkpoints: stages, frozen base, kill/resume, multi-device, NaN, errors."""
 
-import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess

@@ -1,9 +1,5 @@
 """Invariants of the continuous-level methods (DESIGN.md section 3) on every base network."""
 
-import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
