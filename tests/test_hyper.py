@@ -133,13 +133,14 @@ def test_baseline_18_takes_gamma_as_input_channels():
     model = DecoupleNet("tiny", condition_channels=2)
     x = images(2)
     g = jnp.array([[0.1, 0.2], [0.9, 0.2]])
-    params = model.init(jax.random.key(0), x, g)["params"]
+    maps = jnp.broadcast_to(g[:, None, None, :], x.shape[:3] + (2,))  # gamma as a constant (N, H, W, D) map
+    params = model.init(jax.random.key(0), x, maps)["params"]
     assert params["conv1"]["kernel"].shape[2] == 3 + 1 + 2
-    y = model.apply({"params": params}, x, g)
-    y_swapped = model.apply({"params": params}, x, g[::-1])
+    y = model.apply({"params": params}, x, maps)
+    y_swapped = model.apply({"params": params}, x, maps[::-1])
     assert float(jnp.abs(y - y_swapped).max()) > 1e-4
-    with pytest.raises(ValueError, match=r"gamma of shape \(N, 2\)"):
-        model.apply({"params": params}, x, g[:, :1])
+    with pytest.raises(ValueError, match=r"condition map of shape \(N or 1, H, W, D\) = \(2, 16, 16, 2\)"):
+        model.apply({"params": params}, x, maps[..., :1])
 
 
 def test_bad_input_is_named(tiny):
