@@ -4,7 +4,9 @@ measured inference overhead at a fixed alpha.
     python benchmarks/cost_table.py                      # AdaFM-Net nb=16 nf=64, RGB 256x256
     python benchmarks/cost_table.py --net cfsnet --variant cfsnet10 --size 128
 
-Prints: the parameter / FLOP table (baseline, +AdaFM k=5, +FTN, +FTN G=16, +DNI), then the time
+Prints: the parameter / FLOP table (baseline, +AdaFM k=5, +FTN, +FTN G=16, +DNI, +CFSNet and
++Dynamic-Net with a tuning block at every residual block; for AdaFM-Net the FTN paper's Table 4
+overheads next to it), then the time
 of a plain forward pass with the base parameters against the same forward with FTN parameters
 interpolated once at alpha=0.5, measured alternately in this process (median of --rounds), and
 the one-off cost of interpolating the kernels relative to one forward pass.
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 
 from ctl_jax.eval.cost import format_cost_table, method_costs
 from ctl_jax.nets.registry import FACTORIES
-from ctl_jax.tuning import interpolate, make_tuner
+from ctl_jax.tuners import interpolate, make_tuner
 
 
 def timed(fn, *args) -> float:
@@ -42,14 +44,19 @@ def main():
 
     make = functools.partial(FACTORIES[args.net], args.variant, channels=3)
     shape = (1, args.size, args.size, 3)
-    rows = method_costs(make, shape, methods=("baseline", "adafm", "ftn", "ftn-gc16", "dni"))
+    rows = method_costs(make, shape, methods=("baseline", "adafm", "ftn", "ftn-gc16", "dni", "cfsnet", "dynamic-net"))
     print(f"{args.net} {args.variant or ''} input {shape}; XLA FLOPs (2 per multiply-add)\n")
     print(format_cost_table(rows))
+    if args.net == "adafm_net":
+        print("\nFTN paper, Table 4 (AdaFM-Net, GFLOPs vs baseline 25.11): +CFSNet +87.02%, +AdaFM +3.58%, "
+              "+FTN +0.10%, +FTN G=16 +0.01% (its GFLOPs 25.36 and 25.13 give +1.00% and +0.08%)")
 
     model = make(adafm_kernel=None)
     x = jax.random.uniform(jax.random.key(0), shape)
     theta0 = model.init(jax.random.key(1), x)["params"]
     tuner = make_tuner(args.method)
+    if tuner.kind != "parameter":
+        parser.error(f"--method {args.method} is a {tuner.kind} tuner; the timing needs a parameter-space one")
     phi = tuner.init(jax.random.key(2), theta0)
     forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
     derive = jax.jit(lambda t, p, a: interpolate(tuner, t, p, a))

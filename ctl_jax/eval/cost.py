@@ -3,7 +3,8 @@
 For an endpoint method the cost has two parts: the forward pass at a fixed alpha, and the
 one-off work of deriving the parameters at that alpha (``interpolate``: for FTN, running every
 filter transition network; for DNI and AdaFM, a lerp). The paper's "+FTN" GFLOPs counts both;
-we report them separately and together.
+we report them separately and together. A feature-space method (CFSNet, Dynamic-Net) has no
+per-alpha part: alpha enters the forward pass, whose cost includes the tuning branch or blocks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from ctl_jax.control import Control
 from ctl_jax.tuners import interpolate, make_tuner
 from ctl_jax.tuners.trees import count_params
 
@@ -49,7 +51,8 @@ def method_costs(make_model: Callable[..., object], image_shape: tuple,
 
     make_model: ``make_model(adafm_kernel=None | k)`` returns the base network (with AdaFM slots
       when k is given), e.g. ``functools.partial(adafm_net, "paper")``.
-    image_shape: (N, H, W, C) of the input. methods: "baseline" or names of ``ctl_jax.tuners.TUNERS``.
+    image_shape: (N, H, W, C) of the input. methods: "baseline" or names of ``ctl_jax.tuners.TUNERS``
+      (parameter-space or feature-space tuners).
     All shapes are abstract (``jax.eval_shape``); nothing the size of the network is allocated
     except for compiling.
     """
@@ -64,6 +67,11 @@ def method_costs(make_model: Callable[..., object], image_shape: tuple,
             rows.append(MethodCost(method, count_params(theta0), forward, 0.0))
             continue
         tuner = make_tuner(method)
+        if tuner.kind == "feature":  # the tuned forward pass at one alpha; no per-alpha work
+            phi = jax.eval_shape(lambda t: tuner.init(jax.random.key(0), t, model, x), theta0)
+            tuned = xla_flops(lambda t, p, x, a: tuner.apply(model, t, p, x, Control.scalar(a)), theta0, phi, x, alpha)
+            rows.append(MethodCost(method, count_params(theta0) + count_params(phi), tuned, 0.0))
+            continue
         phi = jax.eval_shape(lambda t: tuner.init(None, t), theta0)
         transform = xla_flops(lambda t, p, a: interpolate(tuner, t, p, a), theta0, phi, alpha)
         # AdaFM's slots are in theta0 (zero); its phi only holds their trained values

@@ -7,7 +7,7 @@ tuner's ``layers`` patterns, runs the call, and replaces its output ``y`` (N, h,
 
 - CFSNet (Wang et al., ICCV 2019; qibao77/CFSNet ``architecture.py``, ``tuning_blocks.py``): at
   main block m with input ``B_{m-1}`` and output ``R_m``, ``B_m = (1 - a_m) R_m + a_m T_m(B_{m-1})``
-  (paper Eq. 4), where ``T_m`` is the tuning block (conv3x3 -> ReLU -> conv3x3, no bias) and
+  (the coupling module), where ``T_m`` is the tuning block (conv3x3 -> ReLU -> conv3x3, no bias) and
   ``a_m`` (C,) comes from the input control through the coupling MLP. ``B_m`` goes on into the next
   main block and the next tuning block (and, after the last block, to the rest of the network).
 - Dynamic-Net (Shoshan et al., ICCV 2019; AlonShoshan10/dynamic_net ``tuning_blocks.py``,
@@ -21,7 +21,7 @@ themselves. The default ``("block_*",)`` selects the residual blocks of ``CFSNet
 ``AdaFMNet`` (``ctl_jax.nets.adafm_net.ResBlock``).
 
 Control (``ctl_jax.Control``, D = 1): 0 is the base network, exactly for both methods (the mix is
-``1 * y + 0 * T``); 1 is the level trained in stage 2. Global, per-sample and per-pixel controls go
+``1 * y + 0 * T``, bit-identical to ``y`` while T is finite); 1 is the level trained in stage 2. Global, per-sample and per-pixel controls go
 through one path: the control is resized to each mixing point's (h, w) with
 ``control.resized(h, w, N)`` and the coefficients are computed per pixel, so a constant map equals
 the global control. Stage 2 trains ``phi`` only (the tuning blocks and, for CFSNet, the coupling
