@@ -1,4 +1,4 @@
-"""Degradations: levels, ranges, shapes, and the level <-> alpha mapping."""
+"""Degradations and the restoration task: levels, ranges, shapes, the level <-> control mapping."""
 
 import chex
 import jax
@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ctl_jax.data.degrade import (Degradation, add_gaussian_noise, bicubic_downsample, bicubic_pre_upsampled,
-                                  jpeg_compress)
+from ctl_jax.degradations import (KINDS, add_gaussian_noise, bicubic_downsample, bicubic_pre_upsampled,
+                                  check_level, gaussian_blur, get_kind, jpeg_compress)
+from ctl_jax.tasks import Restoration
 from ctl_jax.testing import random_image
 
 
@@ -40,20 +41,93 @@ def test_jpeg_roundtrip_keeps_shape_and_dtype_and_loses_more_at_low_quality():
     assert jpeg_compress(grey, 50).shape == (16, 16, 1) and jpeg_compress(grey, 50).dtype == np.uint8
 
 
-def test_level_alpha_mapping_and_range_errors():
-    d = Degradation("noise", 20, 80)
-    assert d.alpha_for(20) == 0 and d.alpha_for(80) == 1 and d.alpha_for(40) == pytest.approx(1 / 3)
-    assert d.level_for(0.5) == 50 and d.alpha_for(d.level_for(1.3)) == pytest.approx(1.3)
-    assert Degradation("jpeg", 40, 10).alpha_for(20) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match=">= 0"):
-        Degradation("noise", -5, 20)
-    with pytest.raises(ValueError, match="1..100"):
-        Degradation("jpeg", 0, 40)
-    with pytest.raises(ValueError, match="1..100"):
+def test_blur_width_zero_is_identity_wider_is_smoother_and_a_flat_image_stays_flat():
+    x = jax.random.uniform(jax.random.key(0), (3, 20, 24, 3))
+    y = gaussian_blur(None, x, jnp.array([0.0, 1.0, 3.0]))
+    np.testing.assert_array_equal(y[0], x[0])
+    roughness = [float(jnp.mean(jnp.abs(jnp.diff(y[i], axis=0)))) for i in range(3)]
+    assert roughness[0] > roughness[1] > roughness[2]
+    flat = jnp.full((1, 16, 16, 1), 0.3)
+    np.testing.assert_allclose(gaussian_blur(None, flat, 2.0), flat, atol=1e-6)
+    # the 1-D kernel of width 1 at offsets 0 and 1 has the Gaussian's ratio exp(-1/2)
+    impulse = jnp.zeros((1, 31, 31, 1)).at[0, 15, 15, 0].set(1.0)
+    out = gaussian_blur(None, impulse, 1.0)[0, :, :, 0]
+    assert float(out[15, 16] / out[15, 15]) == pytest.approx(np.exp(-0.5), rel=1e-5)
+    assert float(jnp.sum(out)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_every_kind_is_registered_with_its_range():
+    assert set(KINDS) >= {"noise", "jpeg", "blur", "bicubic", "bicubic_lr"}
+    assert check_level("noise", 25) == 25.0
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        check_level("noise", -5)
+    with pytest.raises(ValueError, match=r"\[1, 100\]"):
         jpeg_compress(np.zeros((8, 8, 3), np.float32), 101)
-    with pytest.raises(ValueError, match="integer >= 1"):
-        Degradation("bicubic", 2, 2.5)
-    with pytest.raises(ValueError, match="must differ"):
-        Degradation("noise", 20, 20)
+    with pytest.raises(ValueError, match="whole number"):
+        check_level("bicubic", 2.5)
     with pytest.raises(ValueError, match="unknown degradation"):
-        Degradation("blur", 1, 2)
+        get_kind("sharpen")
+    assert get_kind("bicubic_lr").scale(4) == 0.25 and get_kind("jpeg").format(10) == "q=10"
+
+
+def test_level_control_mapping_and_errors():
+    t = Restoration("noise", 20, 80)
+    assert t.control_for([20])[0] == 0 and t.control_for([80])[0] == 1
+    assert t.control_for([40])[0] == pytest.approx(1 / 3)
+    assert t.level_for([0.5])[0] == 50 and t.control_for(t.level_for([1.3]))[0] == pytest.approx(1.3)
+    assert Restoration("jpeg", 40, 10).control_for([20])[0] == pytest.approx(2 / 3)
+    two = Restoration(("noise", "jpeg"), (0, 90), (50, 10))
+    np.testing.assert_allclose(two.control_for([25, 50]), [0.5, 0.5])
+    assert two.dim == 2 and two.label([25, 50]) == "σ=25, q=50"
+    with pytest.raises(ValueError, match="must differ"):
+        Restoration("noise", 20, 20)
+    with pytest.raises(ValueError, match="one level A and one level B"):
+        Restoration(("noise", "jpeg"), (20,), (80, 10))
+    with pytest.raises(ValueError, match="unknown loss"):
+        Restoration("noise", 20, 80, loss="l7")
+    with pytest.raises(ValueError, match=r"\(L, D\) with D = 2"):
+        two.check_levels([[10, 20, 30]])
+
+
+class _Crops:
+    def __init__(self, n=4, size=16):
+        self.n, self.size = n, size
+
+    def batch(self, step):
+        return np.random.default_rng(step).uniform(size=(self.n, self.size, self.size, 3)).astype(np.float32)
+
+
+def test_training_batches_at_each_target():
+    t = Restoration(("noise", "jpeg"), (0, 90), (50, 10))
+    for target, control in (("a", 0.0), ("b", 1.0)):
+        arrays = t.host_arrays(_Crops(), 3, target)
+        batch = t.device_batch(jax.random.key(0), arrays, target)
+        np.testing.assert_allclose(batch.control, np.full((4, 2), control))
+        chex.assert_shape([batch.input, batch.target], (4, 16, 16, 3))
+    levels = t.step_levels(0, 5, 64, "range")
+    assert levels[:, 0].min() >= 0 and levels[:, 0].max() <= 50 and np.all(levels[:, 1] == np.round(levels[:, 1]))
+    np.testing.assert_array_equal(levels, t.step_levels(0, 5, 64, "range"))  # a pure function of (seed, step)
+    assert not np.array_equal(levels, t.step_levels(0, 6, 64, "range"))
+    batch = t.device_batch(jax.random.key(0), t.host_arrays(_Crops(64), 5, "range"), "range")
+    np.testing.assert_allclose(batch.control, t.control_for(levels), rtol=1e-5, atol=1e-6)
+
+
+def test_noise_only_chains_degrade_on_device_inside_jit_and_sr_has_a_smaller_input():
+    t = Restoration("noise", 20, 80)
+    arrays = t.host_arrays(_Crops(), 0, "b")
+    assert arrays[2] is None  # degraded inside the step
+    batch = jax.jit(lambda k, a: t.device_batch(k, a, "b"))(jax.random.key(0), arrays)
+    assert abs(float(jnp.std(batch.input - batch.target)) * 255 - 80) < 3
+    sr = Restoration("bicubic_lr", 2, 4)
+    assert sr.input_shape(48, 3, "b") == (1, 12, 12, 3) and sr.input_shape(48, 3, "a") == (1, 24, 24, 3)
+    x = sr.eval_input(random_image((24, 24, 3)), [2])
+    assert x.shape == (12, 12, 3) and sr.input_multiple([[2], [3]]) == 6
+
+
+def test_eval_inputs_depend_only_on_seed_index_and_level():
+    t = Restoration("noise", 20, 80)
+    clean = random_image((16, 16, 3))
+    a = t.eval_input(clean, [40], seed=1, index=2)
+    np.testing.assert_array_equal(a, t.eval_input(clean, [40], seed=1, index=2))
+    assert not np.array_equal(a, t.eval_input(clean, [40], seed=1, index=3))
+    assert not np.array_equal(a, t.eval_input(clean, [40.5], seed=1, index=2))

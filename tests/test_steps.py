@@ -7,9 +7,11 @@ import optax
 import pytest
 
 from ctl_jax.nets.adafm_net import AdaFMNet
-from ctl_jax.train.steps import l2_loss, make_base_step, make_tune_step, micro_batch_count, micro_batch_mean
-from ctl_jax.train.trainer import TrainConfig
-from ctl_jax.tuning import AdaFM, insert_adafm_slots
+from ctl_jax.losses import l2_loss
+from ctl_jax.nets.registry import NetworkSpec
+from ctl_jax.train.loop import TrainConfig
+from ctl_jax.train.steps import make_base_step, make_tune_step, micro_batch_count, micro_batch_mean, start_tuning
+from ctl_jax.tuners import AdaFM, insert_adafm_slots
 
 
 @pytest.mark.parametrize("batch, size, expected", [
@@ -86,3 +88,33 @@ def test_micro_batched_steps_give_the_full_batch_update():
         np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
         for a, b in zip(jax.tree.leaves(trees), jax.tree.leaves(reference)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_step_makers_take_auto_check_counts_and_leave_the_callers_trees_alive():
+    x = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3))
+    base = AdaFMNet(blocks=2, features=8)
+    theta = base.init(jax.random.key(2), x)["params"]
+    opt = optax.adam(1e-3)
+    state = opt.init(theta)
+    theta1, state1, loss = make_base_step(base, opt)(theta, state, x, x)  # "auto" and "l1" by default
+    assert np.isfinite(float(loss))
+    jax.tree.map(np.asarray, (theta, state))  # not donated: reading them must still work
+    with pytest.raises(ValueError, match="micro_batches=3 does not divide the 4 samples"):
+        make_base_step(base, opt, micro_batches=3)(theta, state, x, x)
+    with pytest.raises(ValueError, match="micro_batches"):
+        make_base_step(base, opt, micro_batches="four")
+
+
+def test_start_tuning_gives_a_ready_adafm_stage_two_in_one_call():
+    x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
+    spec = NetworkSpec("adafm_net", "tiny", 3)
+    theta = spec.build().init(jax.random.key(1), x)["params"]
+    setup = start_tuning(spec, "adafm", theta, optax.adam(1e-2), x)
+    assert setup.model.adafm_kernel == AdaFM().kernel
+    np.testing.assert_array_equal(setup.model.apply({"params": setup.theta0}, x),
+                                  spec.build().apply({"params": theta}, x))  # zero slots: the base itself
+    phi, opt_state = setup.phi, setup.opt_state
+    for _ in range(2):
+        phi, opt_state, loss = setup.step(phi, opt_state, setup.theta0, x, x)
+    assert np.isfinite(float(loss)) and any(float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(phi))
+    jax.tree.map(np.asarray, theta)  # the caller's base is still alive

@@ -1,4 +1,5 @@
-"""The two-stage trainer and its checkpoints: stages, frozen base, kill/resume, multi-device, NaN, errors."""
+"""The one training loop and its run folders: stages of every tuner kind, frozen base, kill/resume,
+multi-device, NaN, errors."""
 
 import hashlib
 import json
@@ -15,16 +16,18 @@ import jax
 import numpy as np
 import pytest
 
-from ctl_jax.data.degrade import Degradation
+from ctl_jax.control import Control
 from ctl_jax.nets.registry import NetworkSpec
-from ctl_jax.train.checkpoint import CheckpointError, Checkpointer, checkpoint_dir, load_params
-from ctl_jax.train.trainer import METRICS_FILE, TrainConfig, train_base, train_tuner
-from ctl_jax.tuning import make_tuner
-from ctl_jax.tuning.trees import flatten
+from ctl_jax.tasks import Restoration
+from ctl_jax.train.checkpoint import CheckpointError, Checkpointer, checkpoint_dir
+from ctl_jax.train.loop import METRICS_FILE, TrainConfig
+from ctl_jax.train.runs import load_run
+from ctl_jax.train.supervised import train_base, train_tuner
+from ctl_jax.tuners.trees import flatten
 
 HERE = Path(__file__).resolve().parent
 SPEC = NetworkSpec("adafm_net", "tiny", channels=3)
-DEG = Degradation("noise", 15, 50)
+DEG = Restoration("noise", 15, 50)
 
 
 class ToySampler:
@@ -55,7 +58,7 @@ class ToySampler:
 
 
 def config(**overrides):
-    base = dict(steps=6, batch_size=4, patch_size=16, lr=1e-3, lr_milestones=[4], lr_gamma=0.5, loss="l1",
+    base = dict(steps=6, batch_size=4, patch_size=16, lr=1e-3, lr_milestones=[4], lr_gamma=0.5,
                 log_every=2, ckpt_every=3, keep=3, seed=0, progress=False)
     return TrainConfig(**{**base, **overrides})
 
@@ -94,7 +97,7 @@ def run_script(tmp_path, body, env=None, **popen):
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("stage1")
-    params = train_base(SPEC, ToySampler(), DEG, workdir, config())
+    params = train_base(SPEC, DEG, ToySampler(), workdir, config())
     assert all_finite(params)
     return workdir
 
@@ -103,8 +106,9 @@ def test_stage1_writes_checkpoints_and_metrics(base_dir):
     with Checkpointer(base_dir) as ckpt:
         assert ckpt.steps() == [3, 6]
         meta = ckpt.read_meta()
-    assert meta["network"] == SPEC.to_dict() and meta["method"] == "base" and meta["stage"] == 1
-    assert meta["level"] == 15 and meta["step"] == 6 and meta["config"]["steps"] == 6
+    assert meta["network"] == SPEC.to_dict() and meta["tuner"] is None and meta["stage"] == "base"
+    assert meta["task"]["level_a"] == [15] and meta["target"] == "a"
+    assert meta["step"] == 6 and meta["config"]["steps"] == 6
     records = read_metrics(base_dir)
     assert [r["step"] for r in records] == [2, 4, 6]
     assert [r["lr"] for r in records] == pytest.approx([1e-3, 1e-3, 5e-4], rel=1e-6)  # milestone 4
@@ -113,29 +117,55 @@ def test_stage1_writes_checkpoints_and_metrics(base_dir):
         assert np.isfinite(r["loss"]) and r["images_per_s"] > 0
 
 
-@pytest.mark.parametrize("method", ["ftn-gc4", "adafm", "dni"])
+@pytest.mark.parametrize("method", ["ftn-gc4", "adafm", "dni", "cfsnet", "dynamic-net"])
 def test_stage2_trains_phi_and_leaves_base_bit_identical(base_dir, tmp_path, method):
     files_before = snapshot(base_dir)
-    _, _, theta_before = load_params(base_dir)
-    phi = train_tuner(SPEC, method, base_dir, ToySampler(seed=1), DEG, tmp_path, config())
+    theta_before = load_run(base_dir).theta0
+    phi = train_tuner(method, DEG, ToySampler(seed=1), tmp_path / "tuned", config(), base_workdir=base_dir,
+                      spec=SPEC)["params"]
     assert all_finite(phi)
     assert snapshot(base_dir) == files_before  # read-only: nothing written to the stage-1 workdir
-    _, _, theta_after = load_params(base_dir)
-    assert_trees_equal(theta_before, theta_after)
 
-    records = read_metrics(tmp_path)
+    records = read_metrics(tmp_path / "tuned")
     assert [r["step"] for r in records] == [2, 4, 6] and all(np.isfinite(r["loss"]) for r in records)
 
-    spec, meta, params = load_params(tmp_path)  # the tuned model: base from the recorded path + phi
-    assert meta["stage"] == 2 and meta["method"] == method and meta["level"] == 50
-    assert spec.adafm_kernel == (5 if method == "adafm" else None)
-    assert_trees_equal(params["phi"], phi)
-    tuner = make_tuner(method)
-    theta0, theta1 = params["theta0"], tuner.endpoint(params["phi"], params["theta0"])
-    for path, leaf in flatten(theta0).items():  # the base inside the tuned model is the stage-1 base
+    shutil.rmtree(base_dir.parent / "moved", ignore_errors=True)
+    shutil.copytree(base_dir, base_dir.parent / "moved")  # the tuned run keeps its own copy of the base
+    model = load_run(tmp_path / "tuned")
+    assert model.meta.stage == "tune" and model.meta.tuner == method and model.meta.target == "b"
+    assert model.meta.base["workdir"] == str(base_dir.resolve()) and model.meta.base["step"] == 6
+    assert model.meta.spec.adafm_kernel == (5 if method == "adafm" else None)
+    assert_trees_equal(model.phi, phi)
+    for path, leaf in flatten(model.theta0).items():  # the base inside the tuned model is the stage-1 base
         if not any(str(p).startswith("adafm") for p in path):
             np.testing.assert_array_equal(leaf, flatten(theta_before)[path])
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(theta0), jax.tree.leaves(theta1)))
+    x = ToySampler().batch(0)
+    np.testing.assert_array_equal(model(x, 0.0), load_run(base_dir)(x))  # control 0 is the base
+    assert float(np.abs(np.asarray(model(x, 1.0)) - np.asarray(model(x, 0.0))).max()) > 0
+
+
+def test_tuned_run_stays_loadable_and_resumable_when_its_base_is_gone(base_dir, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(base_dir, base)
+    train_tuner("ftn-gc16", DEG, ToySampler(seed=1), tmp_path / "ftn", config(steps=3), base_workdir=base, spec=SPEC)
+    shutil.rmtree(base)
+    x = ToySampler().batch(0)
+    y = load_run(tmp_path / "ftn")(x, 0.5)
+    phi = train_tuner("ftn-gc16", DEG, ToySampler(seed=1), tmp_path / "ftn", config(steps=6), base_workdir=base,
+                      spec=SPEC)["params"]  # resumes on the base copy kept in the run
+    assert all_finite(phi) and load_run(tmp_path / "ftn").step == 6 and np.all(np.isfinite(np.asarray(y)))
+
+
+def test_one_stage_conditional_tuner_trains_over_the_level_range(tmp_path):
+    spec = NetworkSpec("ffdnet", "tiny", channels=3)
+    train_tuner("conditional", DEG, ToySampler(), tmp_path, config(steps=4), spec=spec)
+    model = load_run(tmp_path)
+    assert model.meta.target == "range" and model.meta.base is None and model.theta0 == {}
+    x = ToySampler().batch(0)
+    ramp = Control.per_pixel(np.tile(np.linspace(0, 1, 16, dtype=np.float32), (16, 1)))
+    assert model(x, ramp).shape == x.shape
+    with pytest.raises(ValueError, match="give the network spec"):
+        train_tuner("conditional", DEG, ToySampler(), tmp_path / "nospec", config())
 
 
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
@@ -143,8 +173,8 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     proc = run_script(tmp_path, f"""
         from test_train import DEG, SPEC, ToySampler, config
-        from ctl_jax.train.trainer import train_base
-        train_base(SPEC, ToySampler(delay=0.25), DEG, {str(killed)!r},
+        from ctl_jax.train.supervised import train_base
+        train_base(SPEC, DEG, ToySampler(delay=0.25), {str(killed)!r},
                    config(steps={steps}, ckpt_every=2, log_every=1))
         print("FINISHED")
     """)
@@ -163,8 +193,8 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     assert saved and saved[-1] < steps
 
     cfg = config(steps=steps, ckpt_every=2, log_every=1)
-    resumed = train_base(SPEC, ToySampler(), DEG, killed, cfg)
-    straight = train_base(SPEC, ToySampler(), DEG, tmp_path / "straight", cfg)
+    resumed = train_base(SPEC, DEG, ToySampler(), killed, cfg)
+    straight = train_base(SPEC, DEG, ToySampler(), tmp_path / "straight", cfg)
     assert_trees_equal(resumed, straight)
     losses = lambda w: [(r["step"], r["loss"]) for r in read_metrics(w)]
     assert losses(killed) == losses(tmp_path / "straight")  # stale lines of the killed run were dropped
@@ -176,19 +206,19 @@ def test_four_devices_match_one_device(tmp_path):
         import jax, numpy as np
         assert jax.device_count() == 4, jax.devices()
         from test_train import DEG, SPEC, ToySampler, config
-        from ctl_jax.train.trainer import train_base, train_tuner
-        from ctl_jax.tuning.trees import flatten, path_str
+        from ctl_jax.train.supervised import train_base, train_tuner
+        from ctl_jax.tuners.trees import flatten, path_str
         try:
-            train_base(SPEC, ToySampler(batch_size=6), DEG, {str(tmp_path / 'bad')!r}, config(batch_size=6))
+            train_base(SPEC, DEG, ToySampler(batch_size=6), {str(tmp_path / 'bad')!r}, config(batch_size=6))
         except ValueError as e:
             assert "not divisible by the 4 devices" in str(e), e
         else:
             raise AssertionError("batch 6 on 4 devices was accepted")
         # 2 samples per device, split into 2 micro-batches: chunks cut across all four shards
         cfg = config(steps=3, log_every=1, ckpt_every=3, batch_size=8, micro_batches=2)
-        theta = train_base(SPEC, ToySampler(batch_size=8), DEG, {str(tmp_path / 'four_base')!r}, cfg)
-        phi = train_tuner(SPEC, "adafm", {str(tmp_path / 'four_base')!r}, ToySampler(batch_size=8, seed=1), DEG,
-                          {str(tmp_path / 'four_tune')!r}, cfg)
+        theta = train_base(SPEC, DEG, ToySampler(batch_size=8), {str(tmp_path / 'four_base')!r}, cfg)["params"]
+        phi = train_tuner("adafm", DEG, ToySampler(batch_size=8, seed=1), {str(tmp_path / 'four_tune')!r}, cfg,
+                          base_workdir={str(tmp_path / 'four_base')!r})["params"]
         assert len(theta["fea_conv"]["kernel"].sharding.device_set) == 4
         arrays = {{"theta/" + path_str(k): np.asarray(v) for k, v in flatten(theta).items()}}
         arrays.update({{"phi/" + path_str(k): np.asarray(v) for k, v in flatten(phi).items()}})
@@ -199,9 +229,9 @@ def test_four_devices_match_one_device(tmp_path):
 
     assert jax.device_count() == 1
     cfg = config(steps=3, log_every=1, ckpt_every=3, batch_size=8, micro_batches=1)
-    theta = train_base(SPEC, ToySampler(batch_size=8), DEG, tmp_path / "one_base", cfg)
-    phi = train_tuner(SPEC, "adafm", tmp_path / "one_base", ToySampler(batch_size=8, seed=1), DEG,
-                      tmp_path / "one_tune", cfg)
+    theta = train_base(SPEC, DEG, ToySampler(batch_size=8), tmp_path / "one_base", cfg)["params"]
+    phi = train_tuner("adafm", DEG, ToySampler(batch_size=8, seed=1), tmp_path / "one_tune", cfg,
+                      base_workdir=tmp_path / "one_base")["params"]
     four = np.load(out)
     for prefix, tree in (("theta/", theta), ("phi/", phi)):
         for k, v in flatten(tree).items():
@@ -215,29 +245,31 @@ def test_four_devices_match_one_device(tmp_path):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = config(steps=10, ckpt_every=2, log_every=100)
     with pytest.raises(FloatingPointError, match=r"at step 6\b.*last good checkpoint is step 4"):
-        train_base(SPEC, ToySampler(nan_at=5), DEG, tmp_path, cfg)  # batch 5 is used by update 6
+        train_base(SPEC, DEG, ToySampler(nan_at=5), tmp_path, cfg)  # batch 5 is used by update 6
     with Checkpointer(tmp_path) as ckpt:
         assert ckpt.steps() == [2, 4]
-    _, meta, params = load_params(tmp_path)
-    assert meta["step"] == 4 and all_finite(params)
+    model = load_run(tmp_path)
+    assert model.step == 4 and all_finite(model.theta0)
 
 
 def test_huge_learning_rate_stops_with_floating_point_error(tmp_path):
     cfg = config(steps=10, lr=1e6, loss="l2", ckpt_every=1, log_every=1)
     with pytest.raises(FloatingPointError, match="step"):
-        train_base(SPEC, ToySampler(), DEG, tmp_path, cfg)
-    _, _, params = load_params(tmp_path)
-    assert all_finite(params)
+        train_base(SPEC, DEG, ToySampler(), tmp_path, cfg)
+    assert all_finite(load_run(tmp_path).theta0)
 
 
 def test_refuses_workdir_of_another_network_or_method(base_dir):
     before = snapshot(base_dir)
     with pytest.raises(ValueError, match=r"(?s)network.*found:.*adafm_net.*requested:.*dncnn"):
-        train_base(NetworkSpec("dncnn", channels=3), ToySampler(), DEG, base_dir, config())
-    with pytest.raises(ValueError, match=r"(?s)found:.*method='base'.*requested:.*method='dni'"):
-        train_tuner(SPEC, "dni", base_dir, ToySampler(), DEG, base_dir, config())
-    with pytest.raises(ValueError, match="level"):
-        train_base(SPEC, ToySampler(), Degradation("noise", 25, 50), base_dir, config())
+        train_base(NetworkSpec("dncnn", channels=3), DEG, ToySampler(), base_dir, config())
+    with pytest.raises(ValueError, match=r"(?s)found:.*tuner=None.*requested:.*tuner='dni'"):
+        train_tuner("dni", DEG, ToySampler(), base_dir, config(), base_workdir=base_dir)
+    with pytest.raises(ValueError, match="task"):
+        train_base(SPEC, Restoration("noise", 25, 50), ToySampler(), base_dir, config())
+    with pytest.raises(ValueError, match="level A"):
+        train_tuner("dni", Restoration("noise", 25, 50), ToySampler(), base_dir.parent / "x", config(),
+                    base_workdir=base_dir)
     assert snapshot(base_dir) == before
 
 
@@ -246,24 +278,24 @@ def test_refuses_workdir_of_another_network_or_method(base_dir):
 def test_corrupt_or_missing_checkpoint_is_a_clear_error_and_nothing_is_deleted(base_dir, tmp_path):
     workdir = tmp_path / "copy"
     shutil.copytree(base_dir, workdir)
-    for f in (checkpoint_dir(workdir) / "6" / "params").rglob("*"):
+    for f in (checkpoint_dir(workdir) / "6" / "trainable").rglob("*"):
         if f.is_file() and f.parent.name == "d":
             f.write_bytes(b"not a checkpoint")
     before = snapshot(workdir)
     with pytest.raises(CheckpointError, match=r"step 6 .* corrupt.*Nothing was deleted.*step 3"):
-        train_base(SPEC, ToySampler(), DEG, workdir, config(steps=8))
+        train_base(SPEC, DEG, ToySampler(), workdir, config(steps=8))
     with pytest.raises(CheckpointError, match="step 6"):
-        load_params(workdir)
+        load_run(workdir)
     assert snapshot(workdir) == before
 
     (checkpoint_dir(workdir) / "6" / "meta" / "metadata").write_text("{not json")
     with pytest.raises(CheckpointError, match="meta"):
-        train_base(SPEC, ToySampler(), DEG, workdir, config(steps=8))
-    with pytest.raises(FileNotFoundError, match="no checkpoint directory"):
-        load_params(tmp_path / "missing")
+        train_base(SPEC, DEG, ToySampler(), workdir, config(steps=8))
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        load_run(tmp_path / "missing")
 
 
 def test_jpeg_degradation_runs_in_the_loader(tmp_path):
-    params = train_base(SPEC, ToySampler(), Degradation("jpeg", 10, 40), tmp_path, config(steps=2, log_every=1))
+    params = train_base(SPEC, Restoration("jpeg", 10, 40), ToySampler(), tmp_path, config(steps=2, log_every=1))
     assert all_finite(params)
     assert len(read_metrics(tmp_path)) == 2

@@ -86,7 +86,7 @@ def run_templates(meta: RunMeta):
         return {"params": param_template(model, x)}, {}
     tuner = make_tuner(meta.tuner)
     theta0 = param_template(model, x) if tuner.stages == 2 else {}
-    phi = jax.eval_shape(lambda t: tuner.init(jax.random.key(0), t, model, x), theta0)
+    phi = jax.eval_shape(lambda t, x: tuner.init(jax.random.key(0), t, model, x), theta0, x)
     return {"params": phi}, ({"theta0": theta0} if tuner.stages == 2 else {})
 
 

@@ -12,27 +12,16 @@ instead. On GPU/TPU one large batch is better. ``python benchmarks/train_step.py
 
 from __future__ import annotations
 
-import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from ctl_jax.losses import check_terms, weighted_loss
+
 MAX_AUTO_MICRO_BATCHES = 8
 MIN_AUTO_CHUNK_PIXELS = 16_384  # input pixels per chunk ("auto"): smaller chunks slowed stage 1 of small nets
-
-
-def l1_loss(pred, target):
-    """Mean absolute error over all elements."""
-    return jnp.mean(jnp.abs(pred - target))
-
-
-def l2_loss(pred, target):
-    """Mean squared error over all elements."""
-    return jnp.mean(jnp.square(pred - target))
-
-
-LOSSES = {"l1": l1_loss, "l2": l2_loss}
 
 
 def check_micro_batches(requested) -> None:
@@ -85,46 +74,94 @@ def micro_batch_mean(loss_of_batch, arrays, micro_batches: int = 1, shards: int 
     return sum(losses) / micro_batches
 
 
-def make_base_step(model, optimizer: optax.GradientTransformation, loss_fn=l1_loss, micro_batches: int = 1,
+def _loss_fn(loss):
+    """A callable loss, or loss terms by name ("l1", [("l1", 1.0), ...]) -> callable."""
+    if callable(loss):
+        return loss
+    terms = check_terms(loss)
+    return lambda pred, target: weighted_loss(terms, pred, target)
+
+
+def _update(loss_of, optimizer, params, opt_state):
+    loss, grads = jax.value_and_grad(loss_of)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def make_base_step(model, optimizer: optax.GradientTransformation, loss="l1", micro_batches: int | str = "auto",
                    shards: int = 1):
-    """Stage-1 step ``(theta, opt_state, degraded, clean) -> (theta, opt_state, loss)``.
+    """A jitted stage-1 step ``(theta, opt_state, degraded, clean) -> (theta, opt_state, loss)``.
 
-    Trains every parameter of the base network; ``theta`` and ``opt_state`` are donated. The
-    batch may be split into micro-batches (:func:`micro_batch_mean`).
+    Trains every parameter of ``model``. ``loss``: a callable ``(pred, target) -> scalar`` or loss
+    terms by name. ``micro_batches``: "auto" or a count dividing each device's batch (checked when
+    the step first sees a batch; see :func:`micro_batch_count`). Nothing is donated: the caller's
+    trees stay valid (the trainer's own step donates, ``ctl_jax.train.supervised``).
     """
+    check_micro_batches(micro_batches)
+    loss_fn = _loss_fn(loss)
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    @jax.jit
     def base_step(theta, opt_state, degraded, clean):
+        n = micro_batch_count(degraded.shape[0] // shards, degraded.shape[1] * degraded.shape[2], micro_batches)
+
         def loss_of(theta):
             return micro_batch_mean(lambda x, y: loss_fn(model.apply({"params": theta}, x), y),
-                                    (degraded, clean), micro_batches, shards)
+                                    (degraded, clean), n, shards)
 
-        loss, grads = jax.value_and_grad(loss_of)(theta)
-        updates, opt_state = optimizer.update(grads, opt_state, theta)
-        return optax.apply_updates(theta, updates), opt_state, loss
+        return _update(loss_of, optimizer, theta, opt_state)
 
     return base_step
 
 
-def make_tune_step(model, tuner, optimizer: optax.GradientTransformation, loss_fn=l1_loss, micro_batches: int = 1,
-                   shards: int = 1):
-    """Stage-2 step ``(phi, opt_state, theta0, degraded, clean) -> (phi, opt_state, loss)``.
+def make_tune_step(model, tuner, optimizer: optax.GradientTransformation, loss="l1",
+                   micro_batches: int | str = "auto", shards: int = 1, control=1.0):
+    """A jitted stage-2 step ``(phi, opt_state, theta0, degraded, clean) -> (phi, opt_state, loss)``.
 
-    The tuner is trained at alpha = 1 (the endpoint network). Gradients are taken with respect to
-    ``phi`` only, so the base ``theta0`` is frozen by construction: it is an input that is neither
-    differentiated nor returned, and it has no optimizer state. ``phi`` and ``opt_state`` are
-    donated; ``theta0`` is not. The batch may be split into micro-batches (:func:`micro_batch_mean`).
+    The tuner runs at ``control`` (default 1: its endpoint). Gradients are taken with respect to
+    ``phi`` only, so ``theta0`` is frozen by construction: an input that is neither differentiated
+    nor returned, with no optimizer state. Nothing is donated. See :func:`make_base_step` for
+    ``loss`` and ``micro_batches``; :func:`start_tuning` sets everything up in one call.
     """
+    check_micro_batches(micro_batches)
+    loss_fn = _loss_fn(loss)
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    @jax.jit
     def tune_step(phi, opt_state, theta0, degraded, clean):
-        def loss_of(phi):
-            theta1 = tuner.endpoint(phi, theta0)
-            return micro_batch_mean(lambda x, y: loss_fn(model.apply({"params": theta1}, x), y),
-                                    (degraded, clean), micro_batches, shards)
+        n = micro_batch_count(degraded.shape[0] // shards, degraded.shape[1] * degraded.shape[2], micro_batches)
 
-        loss, grads = jax.value_and_grad(loss_of)(phi)
-        updates, opt_state = optimizer.update(grads, opt_state, phi)
-        return optax.apply_updates(phi, updates), opt_state, loss
+        def loss_of(phi):
+            return micro_batch_mean(lambda x, y: loss_fn(tuner.apply(model, theta0, phi, x, control), y),
+                                    (degraded, clean), n, shards)
+
+        return _update(loss_of, optimizer, phi, opt_state)
 
     return tune_step
+
+
+class TuningSetup(NamedTuple):
+    """Everything a hand-written stage-2 loop needs (:func:`start_tuning`)."""
+
+    model: Any       # the network the tuner runs (AdaFM: with slots)
+    theta0: Any      # the base's parameters for that network (AdaFM: zero slots inserted; a copy)
+    phi: Any
+    opt_state: Any
+    step: Any        # make_tune_step(...)
+
+
+def start_tuning(spec, tuner, theta0, optimizer: optax.GradientTransformation, example, key=None,
+                 loss="l1", micro_batches: int | str = "auto") -> TuningSetup:
+    """One call from a trained base to a ready stage-2 loop.
+
+    spec: the base's ``NetworkSpec``; tuner: a tuner or its name; theta0: the base's parameters;
+    example: an input batch (N, H, W, C). Returns :class:`TuningSetup`; then
+    ``phi, opt_state, loss = setup.step(phi, opt_state, setup.theta0, degraded, clean)``.
+    """
+    from ctl_jax.tuners import make_tuner
+    from ctl_jax.tuners.trees import param_template
+
+    tuner = make_tuner(tuner)
+    model = tuner.tuned_spec(spec).build()
+    theta0 = tuner.prepare_base(jax.tree.map(jnp.array, theta0), param_template(model, example))
+    phi = tuner.init(jax.random.key(0) if key is None else key, theta0, model, example)
+    return TuningSetup(model, theta0, phi, optimizer.init(phi), make_tune_step(model, tuner, optimizer, loss,
+                                                                                micro_batches))

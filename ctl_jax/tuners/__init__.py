@@ -37,7 +37,7 @@ def register_tuner(tuner: Tuner) -> Tuner:
 
 
 # Tuners with settings beyond a name are stored in run folders as {"class": ..., **fields}.
-TUNER_CLASSES = {"HyperTuner": HyperTuner}
+TUNER_CLASSES = {cls.__name__: cls for cls in (HyperTuner, Conditional, CFSNet, DynamicNet)}
 
 
 def tuner_to_spec(tuner: Tuner):
