@@ -56,20 +56,22 @@ def load_config(spec: str, overrides=()) -> dict:
         raise SystemExit(f"ctl-jax: {err.args[0]}") from None
 
 
-def _with_data_dir(config: dict, data_dir: str | None) -> dict:
-    """``--data-dir D`` points training at D/train and testing at D/test (or D itself for both)."""
+def _with_data_dir(config: dict, data_dir: str | None, overrides=()) -> dict:
+    """``--data-dir D`` points training at D/train and testing at D/test (or D itself for both);
+    an explicit ``--set data.train=...`` / ``data.test=...`` wins."""
     if data_dir:
         root = pathlib.Path(data_dir)
-        train, test = root / "train", root / "test"
-        config["data"]["train"] = str(train if train.is_dir() else root)
-        config["data"]["test"] = str(test if test.is_dir() else root)
+        explicit = {item.partition("=")[0] for item in overrides}
+        for split in ("train", "test"):
+            if f"data.{split}" not in explicit:
+                config["data"][split] = str(root / split if (root / split).is_dir() else root)
     return config
 
 
 def cmd_run(args) -> None:
     from ctl_jax.pipeline import run_experiment
 
-    config = _with_data_dir(load_config(args.config, args.set), args.data_dir)
+    config = _with_data_dir(load_config(args.config, args.set), args.data_dir, args.set)
     run_experiment(config, args.out)
 
 
@@ -77,7 +79,7 @@ def _parts(args):
     from ctl_jax.nets.registry import NetworkSpec
     from ctl_jax.tasks import make_task
 
-    config = _with_data_dir(load_config(args.config, args.set), args.data_dir)
+    config = _with_data_dir(load_config(args.config, args.set), args.data_dir, args.set)
     return config, NetworkSpec(**config["network"]), make_task(config["task"])
 
 

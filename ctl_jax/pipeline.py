@@ -89,7 +89,7 @@ def run_experiment(config: dict, out_dir) -> dict:
     stage1, stage2 = TrainConfig(**config["stage1"]), TrainConfig(**config["stage2"])
     sampler1 = train_sampler(data, spec.channels, config["stage1"])
     sampler2 = train_sampler(data, spec.channels, config["stage2"])
-    alphas = alpha_grid(sweep_cfg["alphas"])
+    alphas = control_grid(sweep_cfg["alphas"], task.dim)
     images, names = test_images(data, spec.channels)
 
     if any(t.stages == 2 for t in methods):
@@ -117,6 +117,12 @@ def run_experiment(config: dict, out_dir) -> dict:
 def alpha_grid(alphas) -> np.ndarray:
     """A count -> that many alphas evenly spaced in [0, 1]; a list -> those values."""
     return np.linspace(0.0, 1.0, int(alphas)) if np.isscalar(alphas) else np.asarray(alphas, np.float64)
+
+
+def control_grid(alphas, dim: int) -> np.ndarray:
+    """(K, D) controls: the alpha grid on every one of the D axes (their outer product)."""
+    axis = alpha_grid(alphas)
+    return np.stack([m.ravel() for m in np.meshgrid(*[axis] * dim, indexing="ij")], axis=1)
 
 
 def _from_scratch(spec, task, sweep_cfg, stage1, sampler, out, images, names):
@@ -160,19 +166,21 @@ def _write_figures(config, tuned: dict, report, images, task, alphas):
     middle = levels[len(levels) // 2]
     index = len(images) - 1  # the bundled test set ends with a colour photo
     clean = np.asarray(crop_to_multiple(images[index], 2))
-    noisy = np.asarray(quantise(task.eval_input(clean, [middle], seed=config["sweep"].get("seed", 0), index=index)))
-    strip_alphas = alphas[:: max(1, len(alphas) // 5)]
+    noisy = np.asarray(quantise(task.eval_input(clean, middle, seed=config["sweep"].get("seed", 0), index=index)))
+    diagonal = np.all(alphas == alphas[:, :1], axis=1)  # (a, a, ...): every dimension together
+    strip_alphas = alphas[diagonal][:: max(1, int(diagonal.sum()) // 5)]
     for method, model in tuned.items():
         outputs = outputs_over_controls(model, noisy, strip_alphas)
-        image_strip(list(outputs), strip_alphas, report / f"strip_{method}.png", degraded=noisy, clean=clean,
-                    title=f"{method}: {task.label([middle])} across alpha")
+        image_strip(list(outputs), strip_alphas[:, 0], report / f"strip_{method}.png", degraded=noisy, clean=clean,
+                    title=f"{method}: {task.label(middle)} across alpha")
     method, model = next(iter(tuned.items()))
     if model.tuner.pixel:  # per-pixel demo: alpha rising from 0 (left) to 1 (right)
         ramp = np.tile(np.linspace(0.0, 1.0, clean.shape[1], dtype=np.float32), (clean.shape[0], 1))
-        output = np.asarray(quantise(model(noisy[None], Control.per_pixel(ramp))))[0]
+        ramp_d = np.repeat(ramp[None, :, :, None], model.control_dim, axis=-1)  # the ramp on every dimension
+        output = np.asarray(quantise(model(noisy[None], Control.per_pixel(ramp_d))))[0]
         write_image(report / "alpha_ramp.png", ramp[..., None], overwrite=True)
         per_pixel_demo(noisy, output, ramp, report / "per_pixel_demo.png",
-                       title=f"{method}, {task.label([middle])}: alpha rising left to right")
+                       title=f"{method}, {task.label(middle)}: alpha rising left to right")
     write_image(report / "noisy_input.png", noisy, overwrite=True)
 
 

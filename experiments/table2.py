@@ -1,6 +1,7 @@
 """FTN paper Table 2 protocol: colour denoising sigma 20 -> 80, evaluated at 20, 40*, 60*, 80.
 
-From scratch (one network per level), DNI, AdaFM, FTN, FTN-gc4 and FTN-gc16 on the same backbone
+From scratch (one network per level), DNI, AdaFM, FTN, FTN-gc4, FTN-gc16 and the feature-space
+baselines CFSNet and Dynamic-Net on the same backbone
 and budget; the unseen levels 40 and 60 use each method's best alpha on an 11-point grid (the paper's
 grid search). Run at CPU scale (the numbers in experiments/README.md):
 
@@ -24,7 +25,7 @@ def get_config(preset: str = "cpu") -> dict:
                        log_every=100, ckpt_every=500, seed=0, micro_batches="auto"),
         "stage2": dict(steps=500, batch_size=8, patch_size=48, lr=5e-4, lr_milestones=[350], lr_gamma=0.2,
                        log_every=100, ckpt_every=250, seed=1, micro_batches="auto"),
-        "methods": ["ftn-gc16", "ftn-gc4", "ftn", "adafm", "dni"],
+        "methods": ["ftn-gc16", "ftn-gc4", "ftn", "adafm", "dni", "cfsnet", "dynamic-net"],
         "from_scratch": True,
         "sweep": {"levels": [20, 40, 60, 80], "alphas": 11, "seed": 0},
     }

@@ -172,3 +172,51 @@ def per_pixel_demo(input, output, alpha_map, path, *, title: str | None = None) 
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_control_2d(result: SweepResult, path, title: str | None = None, metric: str = "psnr") -> str:
+    """Heat maps of a 2-D sweep: one panel per degradation pair, ``metric`` over the control grid
+    (axis 0 down, axis 1 across), the best control marked with a star and the linearly expected
+    one with a circle; a last panel shows the best value per degradation pair over the level grid."""
+    if result.dim != 2:
+        raise ValueError(f"plot_control_2d needs a 2-D sweep; got D = {result.dim}")
+    axes0, axes1 = (np.unique(result.control_grid[:, d]) for d in (0, 1))
+    if len(axes0) * len(axes1) != len(result.control_grid):
+        raise ValueError("plot_control_2d needs the controls on a full grid (an outer product)")
+    index = {tuple(c): (int(np.searchsorted(axes0, c[0])), int(np.searchsorted(axes1, c[1])))
+             for c in result.control_grid}
+    values = result.metric(metric)
+    pairs = result.level_grid
+    cols = min(4, len(pairs) + 1)
+    rows = int(np.ceil((len(pairs) + 1) / cols))
+    fig = _figure(3.2 * cols, 3.0 * rows)
+    grid = fig.subplots(rows, cols, squeeze=False)
+    extent = (axes1[0], axes1[-1], axes0[-1], axes0[0])
+    for k, level in enumerate(pairs):
+        ax = grid.flat[k]
+        image = np.full((len(axes0), len(axes1)), np.nan)
+        for j, c in enumerate(result.control_grid):
+            image[index[tuple(c)]] = values[k, j]
+        shown = ax.imshow(image, extent=extent, aspect="auto", cmap="viridis", interpolation="nearest")
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+        best, expected = result.best_control(level, metric), result.expected_alpha(level)
+        ax.plot(best[1], best[0], "*", color="white", ms=12, mec="black")
+        ax.plot(expected[1], expected[0], "o", mfc="none", mec="red", ms=10, mew=2)
+        ax.set_title(result.level_label(level), fontsize=9)
+        ax.set_xlabel("control 1", fontsize=8)
+        ax.set_ylabel("control 0", fontsize=8)
+    ax = grid.flat[len(pairs)]
+    l0, l1 = np.unique(pairs[:, 0]), np.unique(pairs[:, 1])
+    best = np.full((len(l0), len(l1)), np.nan)
+    for k, level in enumerate(pairs):
+        best[int(np.searchsorted(l0, level[0])), int(np.searchsorted(l1, level[1]))] = np.nanmax(values[k])
+    shown = ax.imshow(best, aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set_xticks(range(len(l1)), [f"{v:g}" for v in l1])
+    ax.set_yticks(range(len(l0)), [f"{v:g}" for v in l0])
+    ax.set_title(f"best {_METRIC_LABELS[metric]} per level pair", fontsize=9)
+    fig.colorbar(shown, ax=ax, shrink=0.8)
+    for ax in grid.flat[len(pairs) + 1:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -51,8 +51,11 @@ def _num(value: float, digits: int) -> str:
     return "–" if value is None or np.isnan(value) else f"{value:.{digits}f}"
 
 
-def _alpha(value: float) -> str:
-    return f"{float(value):.3g}"
+def _alpha(value) -> str:
+    """"0.5" for one control value, "(0.5, 1)" for a D-dimensional one."""
+    values = np.ravel(np.asarray(value, np.float64))
+    text = ", ".join(f"{float(v):.3g}" for v in values)
+    return text if values.size == 1 else f"({text})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -91,17 +94,17 @@ def best_alpha_table(result: SweepResult) -> str:
 def comparison_table(methods: Mapping[str, SweepResult], metric: str = "psnr") -> str:
     """Best value over each method's alpha grid per level (FTN paper Table 2 style).
 
-    Rows = levels (the union over methods), columns = methods; each cell is "value (α=best)",
+    Rows = levels (the union over methods; (D,) tuples), columns = methods; each cell is "value (α=best)",
     the row's best value in bold, "–" where a method did not sweep that level.
     """
     digits = SSIM_DIGITS if metric.startswith("ssim") else PSNR_DIGITS
-    levels = sorted({float(lv) for r in methods.values() for lv in r.levels})
+    levels = sorted({tuple(float(v) for v in lv) for r in methods.values() for lv in r.level_grid})
     first = next(iter(methods.values()))
     rows = []
     for level in levels:
         cells, values = [], []
         for res in methods.values():
-            if np.any(np.isclose(res.levels, level)):
+            if res.dim == len(level) and np.any(np.all(np.isclose(res.level_grid, level), axis=1)):
                 v = res.best_value(level, metric)
                 values.append(v)
                 cells.append(f"{_num(v, digits)} (α={_alpha(res.best_alpha(level, metric))})")
@@ -138,6 +141,22 @@ def _method_section(name: str, result: SweepResult, heading: str) -> list[str]:
             "SSIM (Y channel):", "", metric_table(result, "ssim_y"), ""]
 
 
+def control_2d_table(result: SweepResult, metric: str = "psnr") -> str:
+    """Per degradation pair: the linearly expected control, the best one, and the metric at each."""
+    rows = []
+    for k, level in enumerate(result.level_grid):
+        expected = np.asarray(result.expected_alpha(level))
+        nearest = int(np.argmin(np.sum((result.control_grid - expected) ** 2, axis=1)))
+        best = result.best_control(level, metric)
+        digits = PSNR_DIGITS if metric.startswith("psnr") else SSIM_DIGITS
+        rows.append([result.level_label(level), "(" + ", ".join(_alpha(v) for v in expected) + ")",
+                     "(" + ", ".join(_alpha(v) for v in best) + ")", _num(result.best_value(level, metric), digits),
+                     _num(result.metric(metric)[k, nearest], digits),
+                     _num(result.input_psnr[k], PSNR_DIGITS) if result.input_psnr is not None else "–"])
+    return _table(["levels", "expected control", "best control", f"best {metric}", f"{metric} at the grid point "
+                   "nearest the expected control", "input PSNR"], rows)
+
+
 def write_report(result: SweepResult, out_dir, *, title: str,
                  method_results: Mapping[str, SweepResult] | None = None) -> dict[str, pathlib.Path]:
     """Write ``sweep.json``, ``sweep.md`` and ``psnr_vs_alpha.png`` (needs matplotlib) to ``out_dir``.
@@ -148,10 +167,13 @@ def write_report(result: SweepResult, out_dir, *, title: str,
     two or more methods the report adds a comparison table (best PSNR and SSIM per level per
     method) and one subplot per method.
 
-    Returns {"json", "markdown", "plot": path}.
+    Returns {"json", "markdown", "plot": path}; "plot" only when every method has D = 1 (the tables
+    show D-dimensional levels and controls as tuples).
     """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if result.dim > 1:
+        return _write_report_nd(result, out, title, method_results)
     primary = result.name or "method"
     methods = dict(method_results or {})
     if not any(r is result for r in methods.values()):
@@ -175,12 +197,34 @@ def write_report(result: SweepResult, out_dir, *, title: str,
         if res is not result:
             lines += [f"## {name}", "", _describe(res), "", "PSNR (dB, RGB):", "", metric_table(res, "psnr"), "",
                       best_alpha_table(res), ""]
-    lines += ["![PSNR against α](psnr_vs_alpha.png)", ""]
+    plot = all(r.dim == 1 for r in methods.values())  # curves against one α; D > 1 has tables only
+    lines += ["![PSNR against α](psnr_vs_alpha.png)" if plot else "(No PSNR-vs-α plot for D-dimensional control.)", ""]
     paths["markdown"] = out / "sweep.md"
     write_text_atomic(paths["markdown"], "\n".join(lines))
 
-    from ctl_jax.eval.plots import plot_psnr_vs_alpha
+    if plot:
+        from ctl_jax.eval.plots import plot_psnr_vs_alpha
 
-    paths["plot"] = pathlib.Path(plot_psnr_vs_alpha(methods if len(methods) > 1 else result,
-                                                    os.fspath(out / "psnr_vs_alpha.png"), title))
+        paths["plot"] = pathlib.Path(plot_psnr_vs_alpha(methods if len(methods) > 1 else result,
+                                                        os.fspath(out / "psnr_vs_alpha.png"), title))
+    return paths
+
+
+def _write_report_nd(result: SweepResult, out: pathlib.Path, title: str, method_results) -> dict:
+    """The report of a D-dimensional sweep: per method a best-control table and, for D = 2, heat maps."""
+    from ctl_jax.eval.plots import plot_control_2d
+
+    methods = dict(method_results or {result.name or "method": result})
+    paths = {"json": out / "sweep.json", "markdown": out / "sweep.md"}
+    write_text_atomic(paths["json"], json.dumps({name: r.to_dict() for name, r in methods.items()}, indent=1))
+    lines = [f"# {title}", ""]
+    for name, res in methods.items():
+        lines += [f"## {name}", "", _describe(res), "",
+                  "Best control per degradation pair against the linearly expected one (level - A) / (B - A):", "",
+                  control_2d_table(res, "psnr"), ""]
+        if res.dim == 2:
+            paths[f"plot_{name}"] = out / f"control_2d_{_slug(name)}.png"
+            plot_control_2d(res, paths[f"plot_{name}"], f"{title}: {name}")
+            lines += [f"![PSNR over the control grid]({paths[f'plot_{name}'].name})", ""]
+    write_text_atomic(paths["markdown"], "\n".join(lines))
     return paths
