@@ -347,3 +347,18 @@ def test_loop_trains_several_trees_with_their_own_optimizers_and_resumes_exactly
     with Checkpointer(tmp_path / "straight") as ckpt:
         state = ckpt.restore(straight, None, _two_tree_stage(None, None).opt_state_shape(straight))
     assert set(state["opt_state"]) == {"g", "d"}
+
+
+def test_super_resolution_task_trains_tunes_and_sweeps_with_a_larger_output(tmp_path):
+    from ctl_jax.eval.sweep import sweep
+
+    spec = NetworkSpec("adafm_net", "tiny", channels=3, upscale=2)
+    task = Restoration("noise", 5, 30, fixed=[("bicubic_lr", 2)])
+    train_base(spec, task, ToySampler(), tmp_path / "base", config(steps=2, ckpt_every=2))
+    train_tuner("ftn-gc16", task, ToySampler(seed=1), tmp_path / "ftn", config(steps=2, ckpt_every=2),
+                base_workdir=tmp_path / "base")
+    model = load_run(tmp_path / "ftn")
+    low = np.asarray(task.eval_input(ToySampler().images[0], [5]))
+    assert low.shape == (16, 16, 3) and model(low[None], 0.5).shape == (1, 32, 32, 3)
+    result = sweep(model, [ToySampler().images[0]], [5, 30], [0.0, 1.0], progress=False)
+    assert result.psnr.shape == (2, 2) and np.all(np.isfinite(result.psnr)) and result.input_psnr is None

@@ -8,7 +8,7 @@ uses. H and W must be divisible by the scale (crop first, as the reference "modc
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 
 from ctl_jax.degradations.base import DegradationKind, register
 
@@ -28,10 +28,9 @@ def bicubic_pre_upsampled(x: jax.Array, scale: int) -> jax.Array:
 
 def _static_scale(levels) -> int:
     """The batch's one scale (resizing fixes shapes, so it must be a concrete value)."""
-    levels = jnp.asarray(levels).reshape(-1)
     if isinstance(levels, jax.core.Tracer):
         raise ValueError("bicubic scales must be concrete (static) values, not traced ones")
-    return int(levels[0])
+    return int(np.ravel(np.asarray(levels))[0])
 
 
 BICUBIC = register(DegradationKind(

@@ -241,8 +241,9 @@ class SweepResult:
 
     def describe_task(self) -> str:
         t = self._task
-        return "; ".join(f"{k.name}: level A {k.format(a)} at control 0, level B {k.format(b)} at control 1"
-                         for k, a, b in zip(t.kinds, t.level_a, t.level_b))
+        parts = [f"{k.name}: level A {k.format(a)} at control 0, level B {k.format(b)} at control 1"
+                 for k, a, b in zip(t.kinds, t.level_a, t.level_b)]
+        return "; ".join([f"first {n} {v:g} (fixed)" for n, v in getattr(t, "fixed", ())] + parts)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (lists of floats; NaN/inf stay floats)."""

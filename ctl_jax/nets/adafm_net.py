@@ -9,7 +9,9 @@ Official layout (hejingwenhejingwen/AdaFM, ``AdaResNet``), NHWC, channels C (1 g
     out   = conv3x3 (HR_conv0) -> ReLU -> conv3x3 (HR_conv1, nf -> C)
 
 No global input skip; convs have biases, no normalisation. Input (N, H, W, C) in [0, 1] with H, W
-even; output the same shape. Each residual block is a :class:`ResBlock` submodule named ``block_<i>``
+even; output the same shape. With ``upscale`` s = 2 or 4 it is the super-resolution form: fea has
+stride 1 (the body runs on the low-resolution input) and up repeats log2(s) times, so the output
+is (N, sH, sW, C). Each residual block is a :class:`ResBlock` submodule named ``block_<i>``
 (a call that feature-space tuners can intercept) whose parameters keep flat names
 (``block_<i>_conv_a``, ``adafm_block_<i>_a``, ...). AdaFM slots exist only when ``adafm_kernel`` is set:
 ``adafm_placement="official"`` puts them after the two convs of every block and after LR_conv
@@ -69,10 +71,13 @@ class AdaFMNet(nn.Module):
     blocks: int = 16
     adafm_kernel: int | None = None
     adafm_placement: str = "official"
+    upscale: int = 1
 
     @nn.compact
     def __call__(self, x):
-        check_image_batch(x, self.channels, "AdaFMNet", multiple_of=2)
+        if self.upscale not in (1, 2, 4):
+            raise ValueError(f"AdaFMNet upscale must be 1, 2 or 4; got {self.upscale}")
+        check_image_batch(x, self.channels, "AdaFMNet", multiple_of=2 if self.upscale == 1 else 1)
         check_adafm_kernel(self.adafm_kernel)
         if self.adafm_placement not in PLACEMENTS:
             raise ValueError(f"adafm_placement must be one of {PLACEMENTS}; got {self.adafm_placement!r}")
@@ -80,13 +85,16 @@ class AdaFMNet(nn.Module):
         k, nf = self.adafm_kernel, self.features
         optional = lambda h, name: modulate(h, k if every else None, name)
 
-        fea = optional(Conv3x3(nf, strides=(2, 2), name="fea_conv")(x), "fea")
+        stride = 2 if self.upscale == 1 else 1
+        fea = optional(Conv3x3(nf, strides=(stride, stride), name="fea_conv")(x), "fea")
         h = fea
         for i in range(self.blocks):
             h = residual_block(self, f"block_{i}", nf, k)(h)
         h = modulate(Conv3x3(nf, name="lr_conv")(h), k, "lr") + fea
-        h = optional(Conv3x3(4 * nf, name="up_conv")(h), "up")
-        h = nn.relu(pixel_shuffle(h, 2))
+        for j in range(max(1, self.upscale.bit_length() - 1)):  # x2 per stage: 1 stage for s = 1, 2; 2 for 4
+            suffix = "" if j == 0 else f"_{j}"
+            h = optional(Conv3x3(4 * nf, name=f"up_conv{suffix}")(h), f"up{suffix}")
+            h = nn.relu(pixel_shuffle(h, 2))
         h = nn.relu(optional(Conv3x3(nf, name="hr_conv0")(h), "hr0"))
         return Conv3x3(self.channels, name="hr_conv1")(h)
 

@@ -31,11 +31,13 @@ class NetworkSpec:
     adafm_kernel: int | None = None
     condition_channels: int = 0  # decouple_net only: baseline [18]'s gamma input channels
     residual: bool = False       # decouple_net only: add the input image to the output
+    upscale: int = 1             # adafm_net only: super-resolution output scale (2 or 4)
 
     def build(self):
         if self.name not in FACTORIES:
             raise ValueError(f"unknown network {self.name!r}; choose one of {sorted(FACTORIES)}")
-        extra = {k: v for k, v in (("condition_channels", self.condition_channels), ("residual", self.residual)) if v}
+        extra = {k: v for k, v in (("condition_channels", self.condition_channels), ("residual", self.residual),
+                                   ("upscale", self.upscale if self.upscale != 1 else 0)) if v}
         return FACTORIES[self.name](self.variant, channels=self.channels, adafm_kernel=self.adafm_kernel, **extra)
 
     def to_dict(self) -> dict:

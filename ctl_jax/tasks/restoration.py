@@ -4,7 +4,9 @@ A clean crop becomes ``input = d_D(...d_1(clean, l_1)..., l_D)`` (the degradatio
 blur -> noise -> JPEG as in CResMD) and the target is the clean crop. Each dimension d has a level
 A_d (control 0) and B_d (control 1); control ``c = (L - A) / (B - A)`` per dimension (the FTN
 paper's "linearly expected" alpha of level L), and values outside [0, 1] mean levels outside [A, B].
-Super-resolution is the ``bicubic_lr`` chain: the input is smaller than the target.
+``fixed`` degradations run first, at one level that no control changes: super-resolution with a
+controlled noise level is ``Restoration("noise", 5, 30, fixed=[("bicubic_lr", 2)])``, whose input is
+half the target's size.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Restoration:
     level_a: tuple = (20.0,)
     level_b: tuple = (80.0,)
     loss: tuple = (("l1", 1.0),)
+    fixed: tuple = ()
     name: str = "restoration"
     metrics = METRICS
 
@@ -54,6 +57,7 @@ class Restoration:
         set_("level_a", tuple(float(v) for v in _tuple(self.level_a, "level_a")))
         set_("level_b", tuple(float(v) for v in _tuple(self.level_b, "level_b")))
         set_("loss", check_terms(self.loss))
+        set_("fixed", tuple((str(n), get_kind(str(n)).check(v)) for n, v in self.fixed))
         if not len(self.degradations) == len(self.level_a) == len(self.level_b):
             raise ValueError(f"one level A and one level B per degradation: {self.degradations} with "
                              f"level_a={self.level_a}, level_b={self.level_b}")
@@ -102,11 +106,14 @@ class Restoration:
 
     @property
     def on_device(self) -> bool:
-        return all(k.on_device for k in self.kinds)
+        return all(k.on_device for k in self.kinds) and all(get_kind(n).on_device for n, _ in self.fixed)
 
     def input_multiple(self, levels) -> int:
         """What H and W of a clean image must be multiples of so that every level (L, D) fits."""
         multiple = 1
+        for name, level in self.fixed:
+            if get_kind(name).same_level:
+                multiple = math.lcm(multiple, int(level))
         for row in np.asarray(levels).reshape(-1, self.dim):
             for kind, level in zip(self.kinds, row):
                 if kind.same_level:
@@ -136,6 +143,10 @@ class Restoration:
         """Apply the chain to a batch: clean (N, H, W, C), levels (N, D). JAX when every kind runs on
         device (jit-able), else eagerly with the host kinds in numpy."""
         x = clean
+        for name, level in self.fixed:
+            kind = get_kind(name)
+            key, sub = jax.random.split(key)
+            x = kind.apply(sub, x if kind.on_device else np.asarray(x), np.full((x.shape[0],), level, np.float32))
         for d, kind in enumerate(self.kinds):
             key, sub = jax.random.split(key)
             x = kind.apply(sub, x if kind.on_device else np.asarray(x), levels[:, d])
@@ -153,6 +164,8 @@ class Restoration:
 
     def device_batch(self, key, arrays, target: str) -> Batch:
         clean, levels, degraded = arrays
+        if target != "range":  # the stage's levels are constants: resizing kinds need them concrete
+            levels = self.step_levels(0, 0, clean.shape[0], target)
         x = self.degrade(key, clean, levels) if degraded is None else degraded
         control = (levels - jnp.asarray(self.level_a, jnp.float32)) / (
             jnp.asarray(self.level_b, jnp.float32) - jnp.asarray(self.level_a, jnp.float32))
@@ -165,6 +178,8 @@ class Restoration:
         """(1, h, w, C) of the network input for (1, P, P, C) crops at the target's levels."""
         levels = self.step_levels(0, 0, 1, "a" if target == "range" else target)[0]
         size = float(patch_size)
+        for name, level in self.fixed:
+            size *= get_kind(name).scale(level)
         for kind, level in zip(self.kinds, levels):
             size *= kind.scale(level)
         return (1, int(round(size)), int(round(size)), channels)
@@ -183,4 +198,5 @@ class Restoration:
 
     def to_dict(self) -> dict:
         return {"kind": "restoration", "degradations": list(self.degradations), "level_a": list(self.level_a),
-                "level_b": list(self.level_b), "loss": [list(t) for t in self.loss]}
+                "level_b": list(self.level_b), "loss": [list(t) for t in self.loss],
+                "fixed": [list(f) for f in self.fixed]}
