@@ -68,12 +68,14 @@ class FFDNet(nn.Module):
 
     x: (N, H, W, channels) noisy image, clean range [0, 1], H and W even (ValueError otherwise);
     cond: (N or 1, H, W, D) noise-level map, sigma / 255 per pixel (D = 1 in the paper; with D > 1,
-    conv_0 takes 4C + D channels). Returns (N, H, W, channels), the denoised estimate.
+    conv_0 takes 4C + D channels). Returns (N, H, W, channels), the denoised estimate; with
+    ``residual`` (not in the paper; for short CPU-scale training) the network predicts ``estimate - x``.
     """
 
     channels: int = 1
     depth: int = 15
     features: int = 64
+    residual: bool = False
 
     @nn.compact
     def __call__(self, x, cond):
@@ -91,7 +93,7 @@ class FFDNet(nn.Module):
         for i in range(self.depth - 1):
             z = nn.relu(nn.Conv(self.features, (3, 3), padding=_PAD, kernel_init=init, name=f"conv_{i}")(z))
         z = nn.Conv(4 * self.channels, (3, 3), padding=_PAD, name=f"conv_{self.depth - 1}")(z)
-        return pixel_shuffle(z)
+        return x + pixel_shuffle(z) if self.residual else pixel_shuffle(z)
 
 
 def ffdnet(variant: str = "gray", channels: int | None = None, adafm_kernel: int | None = None,
@@ -99,7 +101,7 @@ def ffdnet(variant: str = "gray", channels: int | None = None, adafm_kernel: int
     """An FFDNet of the ``VARIANTS`` table. ``channels`` defaults to the variant's (1 for "gray",
     3 for "color" and for the test variants); the paper variants refuse another channel count.
     ``adafm_kernel`` exists for the registry's signature: FFDNet has no AdaFM slots (it is controlled
-    by its input map), so a value raises. ``kw`` may override ``depth`` or ``features``."""
+    by its input map), so a value raises. ``kw`` may override ``depth``, ``features`` or ``residual``."""
     if adafm_kernel is not None:
         raise ValueError("FFDNet has no AdaFM slots (its level is the input noise map); leave adafm_kernel unset")
     if variant not in VARIANTS:
@@ -111,7 +113,7 @@ def ffdnet(variant: str = "gray", channels: int | None = None, adafm_kernel: int
     elif fixed is not None and channels != fixed:
         raise ValueError(f"FFDNet {variant!r} is the {fixed}-channel network; got channels={channels} "
                          f"(use {'gray' if channels == 1 else 'color'!r}, or 'small' / 'tiny')")
-    unknown = set(kw) - {"depth", "features"}
+    unknown = set(kw) - {"depth", "features", "residual"}
     if unknown:
         raise TypeError(f"ffdnet() got unexpected options {sorted(unknown)}")
     return FFDNet(channels=channels, **{**cfg, **kw})
