@@ -210,11 +210,18 @@ def write_report(result: SweepResult, out_dir, *, title: str,
     return paths
 
 
+def _full_grid(controls: np.ndarray) -> bool:
+    """True when the (K, D) controls are every combination of their per-dimension values."""
+    return int(np.prod([len(np.unique(controls[:, d])) for d in range(controls.shape[1])])) == len(controls)
+
+
 def _write_report_nd(result: SweepResult, out: pathlib.Path, title: str, method_results) -> dict:
     """The report of a D-dimensional sweep: per method a best-control table and, for D = 2, heat maps."""
     from ctl_jax.eval.plots import plot_control_2d
 
-    methods = dict(method_results or {result.name or "method": result})
+    methods = dict(method_results or {})
+    if not any(r is result for r in methods.values()):  # the primary result is always reported
+        methods = {result.name or "method": result, **methods}
     paths = {"json": out / "sweep.json", "markdown": out / "sweep.md"}
     write_text_atomic(paths["json"], json.dumps({name: r.to_dict() for name, r in methods.items()}, indent=1))
     lines = [f"# {title}", ""]
@@ -222,7 +229,7 @@ def _write_report_nd(result: SweepResult, out: pathlib.Path, title: str, method_
         lines += [f"## {name}", "", _describe(res), "",
                   "Best control per degradation pair against the linearly expected one (level - A) / (B - A):", "",
                   control_2d_table(res, "psnr"), ""]
-        if res.dim == 2:
+        if res.dim == 2 and _full_grid(res.control_grid):  # heat maps need the controls on an outer product
             paths[f"plot_{name}"] = out / f"control_2d_{_slug(name)}.png"
             plot_control_2d(res, paths[f"plot_{name}"], f"{title}: {name}")
             lines += [f"![PSNR over the control grid]({paths[f'plot_{name}'].name})", ""]
