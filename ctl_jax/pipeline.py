@@ -182,6 +182,27 @@ def _write_figures(config, tuned: dict, report, images, task, alphas):
         per_pixel_demo(noisy, output, ramp, report / "per_pixel_demo.png",
                        title=f"{method}, {task.label(middle)}: alpha rising left to right")
     write_image(report / "noisy_input.png", noisy, overwrite=True)
+    _write_colour_check(tuned, report, images, task)
+
+
+def _write_colour_check(tuned: dict, report, images, task) -> None:
+    """``colour.md``: per-channel colour errors of every method at control 0 (sigma = level A) and 1
+    (level B), on flat saturated patches and the colourful test photos (RGB denoising tasks)."""
+    import jax
+
+    from ctl_jax.eval.colour import colour_check, colour_table
+    from ctl_jax.eval.report import write_text_atomic
+
+    if task.degradations != ("noise",) or getattr(task, "fixed", ()) or images[0].shape[-1] != 3:
+        return
+    colourful = [im for im in images if float(np.std(im - im.mean(axis=-1, keepdims=True))) > 0.03]
+    lines = ["# Colour check", ""]
+    for method, model in tuned.items():
+        for control, sigma in ((0.0, task.level_a[0]), (1.0, task.level_b[0])):
+            fn = jax.jit(lambda x, c=control: model(x, c))
+            check = colour_check(fn, sigma, images=colourful)
+            lines.append(colour_table(check, f"{method}, control {control:g} (noise sigma {sigma:g})"))
+    write_text_atomic(report / "colour.md", "\n".join(lines))
 
 
 def merge_overrides(config: dict, overrides: dict) -> dict:
