@@ -217,6 +217,47 @@ def test_patch_sampler_augment_covers_all_flips_and_rotations():
     assert all(np.array_equal(patch, image) for patch in plain)
 
 
+def test_patch_sampler_channel_permutation_is_deterministic_and_covers_all_orders():
+    colours = np.array([0.1, 0.5, 0.9], np.float32)
+    flat = np.broadcast_to(colours, (8, 8, 3)).copy()
+    sampler = PatchSampler([flat], patch_size=4, batch_size=64, seed=5)
+    assert sampler.channel_permute
+    batch = sampler.batch(3)
+    orders = {tuple(np.argsort(np.argsort(patch[0, 0])).tolist()) for patch in batch}  # where each value went
+    assert len(orders) == 6  # all 3! orders of the channels
+    for patch in batch:
+        np.testing.assert_array_equal(np.sort(patch.reshape(-1, 3), axis=1), np.broadcast_to(colours, (16, 3)))
+    # a pure function of (seed, step): again, on a fresh sampler, and different for another step or seed
+    np.testing.assert_array_equal(sampler.batch(3), batch)
+    np.testing.assert_array_equal(PatchSampler([flat], 4, 64, seed=5).batch(3), batch)
+    assert not np.array_equal(sampler.batch(4), batch)
+    assert not np.array_equal(PatchSampler([flat], 4, 64, seed=6).batch(3), batch)
+    plain = PatchSampler([flat], 4, 64, seed=5, channel_permute=False).batch(3)
+    np.testing.assert_array_equal(plain, np.broadcast_to(colours, plain.shape))
+
+
+def test_patch_sampler_channel_permutation_keeps_crops_and_flips():
+    images = _random_images()
+    permuted, which = PatchSampler(images, 16, 32, seed=2).indexed_batch(9)
+    plain, which_plain = PatchSampler(images, 16, 32, seed=2, channel_permute=False).indexed_batch(9)
+    np.testing.assert_array_equal(which, which_plain)
+    changed = 0
+    for a, b in zip(permuted, plain):
+        order = [int(np.flatnonzero(np.all(b == a[..., c : c + 1], axis=(0, 1)))[0]) for c in range(3)]
+        np.testing.assert_array_equal(a, b[..., order])  # the same crop and flip, channels reordered
+        changed += order != [0, 1, 2]
+    assert changed > 16  # 5 in 6 patches are expected to change order
+
+
+def test_patch_sampler_channel_permutation_defaults():
+    assert PatchSampler(_random_images(), 16, 2, seed=0).channel_permute  # colour: on
+    assert not PatchSampler(_random_images(), 16, 2, seed=0, augment=False).channel_permute
+    assert not PatchSampler(_random_images(channels=1), 16, 2, seed=0).channel_permute  # grey
+    assert not PatchSampler(_random_images(channels=6), 16, 2, seed=0).channel_permute  # input + target pairs
+    forced = PatchSampler(_random_images(channels=6), 16, 4, seed=0, channel_permute=True)
+    assert forced.channel_permute and forced.batch(0).shape == (4, 16, 16, 6)
+
+
 def test_patch_sampler_uint8_images_match_float_images():
     floats = _random_images(channels=1)
     uint8s = [np.round(image * 255).astype(np.uint8) for image in floats]
@@ -264,6 +305,47 @@ def test_bundled_split_is_fixed_disjoint_and_non_empty():
     assert not any(image.tobytes() in train_pixels for image in bundled_images("test", 1))
     with pytest.raises(ValueError, match="split"):
         bundled_images("validation", 3)
+
+
+def _saturated_green(image):
+    r, g, b = (np.round(image[..., c] * 255).astype(int) for c in range(3))
+    return int(np.sum((g > r + 20) & (g > b + 20)))
+
+
+def test_bundled_images_cover_colours_and_load_offline(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setitem(sys.modules, "pooch", None)  # "import pooch" fails: nothing can be downloaded
+    train, test = bundled_images("train", 3), bundled_images("test", 3)
+    assert len(test) > 2 and len(train) >= 5
+    # saturated greens (the colour the old set lacked) in the training and in the test images
+    greens = [_saturated_green(image) for image in train]
+    assert sum(greens) > 10_000, greens
+    assert sum(_saturated_green(image) for image in test) > 10_000
+    # colour sets: at most one grey training image, no grey test image
+    is_grey = lambda image: np.ptp(image, axis=-1).max() < 1 / 255  # noqa: E731
+    assert sum(map(is_grey, train)) <= 1 and not any(map(is_grey, test))
+    # less than a third of the training pixels are grey (channels within 12 levels), averaged per image
+    grey_share = np.mean([np.mean(np.ptp(image, axis=-1) <= 12 / 255) for image in train])
+    assert grey_share < 1 / 3, grey_share
+    # saturated pixels of every hue sextant in training, of at least four in the test images
+    sextants = lambda images: set(np.concatenate([_hue_sextants(image) for image in images]).tolist())  # noqa: E731
+    assert sextants(train) == set(range(6)) and len(sextants(test)) >= 4
+    assert "cat" not in TEST_NAMES + TRAIN_NAMES  # the same picture as chelsea
+
+
+def _hue_sextants(image):
+    """The hue sextant (0 red-yellow, 1 yellow-green, ..., 5 magenta-red) of the saturated pixels."""
+    pixels = image[::2, ::2].reshape(-1, 3)
+    pixels = pixels[np.ptp(pixels, axis=1) > 0.25]
+    order = np.argsort(-pixels, axis=1)  # channels from largest to smallest
+    sextant = np.full(9, -1)  # indexed by 3 * largest + second largest
+    sextant[[1, 3, 5, 7, 6, 2]] = range(6)  # RG, GR, GB, BG, BR, RB
+    return sextant[3 * order[:, 0] + order[:, 1]]
 
 
 # ---------------------------------------------------------------- TFDS folder builder

@@ -7,18 +7,22 @@ Fixed split (sizes are H x W), chosen for colour coverage: a denoiser trained on
 unfamiliar ones towards those it knows (a green comes out grey-brown), so the training set holds
 saturated reds, oranges, blues and greens and few grey pixels, and the test set is all colour.
 
-- test (3): ``colorwheel`` 370x371 (every hue at every saturation; a synthetic image),
-  ``astronaut`` 512x512 (skin, an orange suit, a red/white/blue flag), ``chelsea`` 300x451 (a
-  ginger cat with yellow-green eyes; last, as notebooks and report figures show the last test
-  image). ``skimage.data.cat`` is the same picture as ``chelsea``, so it is unused.
+- test (3): ``logo`` 500x500 (flat saturated green and orange areas with fine drawing on them; a
+  graphic), ``astronaut`` 512x512 (skin, an orange suit, a red/white/blue flag), ``chelsea``
+  300x451 (a ginger cat with yellow-green eyes; last, as notebooks and report figures show the last
+  test image). ``skimage.data.cat`` is the same picture as ``chelsea``, so it is unused.
 - train (7): ``coffee`` 400x600, ``rocket`` 427x640, ``motorcycle_left`` 500x741,
-  ``immunohistochemistry`` 512x512, ``retina`` 1411x1411, ``logo`` 500x500 (flat green and orange
-  areas, the training set's saturated greens), and one grey texture, ``grass`` 512x512.
+  ``immunohistochemistry`` 512x512, ``retina`` 1411x1411, ``colorwheel`` 370x371 (every hue at every
+  saturation, a synthetic image: the training set's saturated greens, yellows and cyans), and one
+  grey texture, ``grass`` 512x512.
 
-Colour statistics of the training set (pixels with max - min channel <= 12 counted as grey, "green"
-as G > R + 20 and G > B + 20), averaged per image as ``PatchSampler`` draws them: 31% grey, 5.3%
-green (the previous set, with five grey images and no logo: 60% grey, 0.1% green). ``PatchSampler``
-also permutes the colour channels of every patch, so each hue is seen in six versions.
+Colour statistics of the training set (a pixel is grey when its channels lie within 12 grey levels,
+green when G > R + 20 and G > B + 20), averaged per image as ``PatchSampler`` draws them: 30% grey,
+3.1% green (the previous set, five of its ten images grey: 60% grey, 0.1% green). ``PatchSampler``
+also permutes the colour channels of every patch, so each hue is seen in six versions. Measured with
+``ctl_jax.eval.colour`` on the demo's stage-1 network (AdaFM-Net small, sigma 20), the worst
+per-channel mean error on flat saturated patches fell from 69 to 2 grey levels with this set and
+the channel permutation.
 
 Left out: ``hubble_deep_field`` (nearly all black), ``stereo_motorcycle``'s right view (the left one's
 scene again), the grey photos ``camera``, ``moon``, ``coins`` and textures ``brick``, ``gravel``, and
@@ -34,8 +38,8 @@ from PIL import Image
 
 from ctl_jax.data.images import check_channels, convert_pil
 
-TEST_NAMES = ("colorwheel", "astronaut", "chelsea")
-TRAIN_NAMES = ("coffee", "rocket", "motorcycle_left", "immunohistochemistry", "retina", "logo", "grass")
+TEST_NAMES = ("logo", "astronaut", "chelsea")
+TRAIN_NAMES = ("coffee", "rocket", "motorcycle_left", "immunohistochemistry", "retina", "colorwheel", "grass")
 SPLITS = {"train": TRAIN_NAMES, "test": TEST_NAMES}
 
 

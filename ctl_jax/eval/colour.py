@@ -71,11 +71,20 @@ class ColourRow:
 
 @dataclasses.dataclass(frozen=True)
 class ColourReport:
-    """The rows of a colour check and how they were made (sigma on the 0-255 scale, noise seed)."""
+    """The rows of a colour check and how they were made: sigma (0-255 scale), the noise seed, and
+    the pixels measured per patch (its interior)."""
 
     sigma: float
     seed: int
     rows: tuple[ColourRow, ...]
+    patch_pixels: int = 0
+
+    @property
+    def patch_noise(self) -> float:
+        """The standard deviation, in grey levels, that the input noise alone gives a noisy patch's
+        mean input colour: sigma / sqrt(patch_pixels). Errors of noisy rows below a few times this
+        are not meaningful."""
+        return self.sigma / np.sqrt(self.patch_pixels) if self.patch_pixels else 0.0
 
     def select(self, kind: str | None = None, input: str | None = None) -> list[ColourRow]:
         return [r for r in self.rows if (kind is None or r.kind == kind) and (input is None or r.input == input)]
@@ -86,8 +95,8 @@ class ColourReport:
         return max((r.max_abs_error for r in rows), default=0.0)
 
     def to_dict(self) -> dict:
-        """JSON-ready: {"sigma", "seed", "rows": [{kind, name, input, target, output, error}, ...]}."""
-        return {"sigma": self.sigma, "seed": self.seed,
+        """JSON-ready: {"sigma", "seed", "patch_pixels", "rows": [{kind, name, input, target, output, error}, ...]}."""
+        return {"sigma": self.sigma, "seed": self.seed, "patch_pixels": self.patch_pixels,
                 "rows": [{**dataclasses.asdict(r), "error": list(r.error)} for r in self.rows]}
 
 
@@ -115,7 +124,7 @@ def _mean_rgb(x: np.ndarray) -> tuple[float, float, float]:
 
 
 def colour_check(fn: Callable, sigma: float = 20.0, *, images: Sequence[np.ndarray] = (),
-                 image_names: Sequence[str] | None = None, patches: dict | None = None, size: int = 96,
+                 image_names: Sequence[str] | None = None, patches: dict | None = None, size: int = 128,
                  margin: int = 16, multiple: int = 8, seed: int = 0) -> ColourReport:
     """Per-channel mean colour errors of ``fn`` on flat patches and images, clean and noisy.
 
@@ -157,15 +166,18 @@ def colour_check(fn: Callable, sigma: float = 20.0, *, images: Sequence[np.ndarr
         target = _mean_rgb(clean)
         for j, which in enumerate(INPUTS):
             rows.append(ColourRow("image", name, which, target, _mean_rgb(outputs[j])))
-    return ColourReport(float(sigma), int(seed), tuple(rows))
+    return ColourReport(float(sigma), int(seed), tuple(rows), (size - 2 * margin) ** 2 if patches else 0)
 
 
 def colour_table(report: ColourReport, title: str | None = None) -> str:
     """A markdown table of a report: one line per row, colours and errors in grey levels (0-255)."""
     fmt = lambda values: "(" + ", ".join(f"{v:.0f}" for v in values) + ")"
     lines = [f"### {title}", ""] if title else []
+    noise = ""
+    if report.patch_pixels:
+        noise = f" (the noise alone moves a noisy patch's mean by {report.patch_noise:.1f}, one std)"
     lines += [f"Per-channel mean colour error in grey levels (0-255), output - clean; noisy: sigma "
-              f"{report.sigma:g}, seed {report.seed}.", "",
+              f"{report.sigma:g}, seed {report.seed}{noise}.", "",
               "| kind | name | input | clean (R, G, B) | output (R, G, B) | error R | error G | error B | max abs |",
               "|---|---|---|---|---|---:|---:|---:|---:|"]
     for r in report.rows:
