@@ -203,8 +203,8 @@ def plot_control_2d(result: SweepResult, path, title: str | None = None, metric:
         ax.plot(best[1], best[0], "*", color="white", ms=12, mec="black")
         ax.plot(expected[1], expected[0], "o", mfc="none", mec="red", ms=10, mew=2)
         ax.set_title(result.level_label(level), fontsize=9)
-        ax.set_xlabel("control 1", fontsize=8)
-        ax.set_ylabel("control 0", fontsize=8)
+        ax.set_xlabel(f"control 1 ({result._task.degradations[1]})", fontsize=8)
+        ax.set_ylabel(f"control 0 ({result._task.degradations[0]})", fontsize=8)
     ax = grid.flat[len(pairs)]
     l0, l1 = np.unique(pairs[:, 0]), np.unique(pairs[:, 1])
     best = np.full((len(l0), len(l1)), np.nan)
@@ -213,6 +213,9 @@ def plot_control_2d(result: SweepResult, path, title: str | None = None, metric:
     shown = ax.imshow(best, aspect="auto", cmap="magma", interpolation="nearest")
     ax.set_xticks(range(len(l1)), [f"{v:g}" for v in l1])
     ax.set_yticks(range(len(l0)), [f"{v:g}" for v in l0])
+    kinds = [f"{k.name} {k.parameter}" for k in result._task.kinds]
+    ax.set_xlabel(kinds[1], fontsize=8)
+    ax.set_ylabel(kinds[0], fontsize=8)
     ax.set_title(f"best {_METRIC_LABELS[metric]} per level pair", fontsize=9)
     fig.colorbar(shown, ax=ax, shrink=0.8)
     for ax in grid.flat[len(pairs) + 1:]:
