@@ -60,7 +60,7 @@ def load_grey(path: Path) -> np.ndarray:
 
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="folder of grey test images (BSD68)")
+    parser.add_argument("--data", default="../shared/data/test/bsd68", help="folder of grey test images (BSD68)")
     parser.add_argument("--weights", default="../shared/data/weights/dncnn_25.pth",
                         help="KAIR DnCNN state dict (.pth)")
     parser.add_argument("--sigma", type=float, default=25.0, help="noise std on the 0..255 scale")
@@ -70,10 +70,17 @@ def main(argv=None) -> float:
     parser.add_argument("--round-output", action="store_true",
                         help="round the clipped output to 8 bits before the PSNR (as KAIR's test script)")
     args = parser.parse_args(argv)
+    # absent data or weights (../shared is not part of every checkout): one line saying what to pass
+    if not Path(args.data).is_dir():
+        raise SystemExit(f"dncnn_bsd68: no test image folder {args.data!r}; pass --data FOLDER "
+                         "(grey BSD68 images, e.g. ../shared/data/test/bsd68)")
+    if not Path(args.weights).is_file():
+        raise SystemExit(f"dncnn_bsd68: no weights file {args.weights!r}; pass --weights FILE.pth "
+                         "(KAIR's DnCNN state dict, e.g. ../shared/data/weights/dncnn_25.pth)")
 
     paths = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise SystemExit(f"no images found in {args.data!r}")
+        raise SystemExit(f"dncnn_bsd68: no images found in {args.data!r}; pass --data FOLDER of grey test images")
     module, params = dncnn_from_state_dict(load_torch_state_dict(args.weights))
     denoise = jax.jit(lambda p, y: module.apply({"params": p}, y))
 

@@ -6,12 +6,15 @@
 For a training step (forward + backward + Adam) and for inference, prints the time with one gamma
 for the whole batch (one weight prediction, ordinary batched convolutions) and with a gamma per
 sample, run with ``lax.map`` (samples one after another) and with ``vmap`` (XLA turns the
-per-sample kernels into grouped convolutions), all measured in this process, and the ratios.
+per-sample kernels into grouped convolutions), all measured in this process, and the ratios. The
+model is the ``HyperTuner`` the training stack runs (``Control.vector`` for one gamma per batch,
+``Control.per_sample`` for one per sample, its ``per_sample`` field choosing map or vmap).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +22,9 @@ import optax
 
 from timing import median_time
 
+from ctl_jax import Control
 from ctl_jax.nets.decouple_net import DecoupleNet
-from ctl_jax.tuning.hyper import Hypernet, apply_hyper
+from ctl_jax.tuners.hyper import HyperTuner
 
 
 def main():
@@ -34,14 +38,15 @@ def main():
     model = DecoupleNet(args.variant)
     x = jax.random.uniform(jax.random.key(0), (args.batch, args.size, args.size, 3))
     target = 0.8 * x
-    hyper = Hypernet()
-    psi = hyper.init(jax.random.key(1), model.init(jax.random.key(2), x)["params"])
+    tuner = HyperTuner()  # every conv kernel predicted from gamma
+    psi = tuner.init(jax.random.key(1), {}, model, x)
     optimizer = optax.adam(1e-3)
     opt_state = optimizer.init(psi)
     gammas = jnp.linspace(0, 1, args.batch)[:, None]
-    modes = {"one gamma per batch": lambda p: apply_hyper(model, hyper, p, x, gammas[0]),
-             "per sample, lax.map": lambda p: apply_hyper(model, hyper, p, x, gammas, "map"),
-             "per sample, vmap": lambda p: apply_hyper(model, hyper, p, x, gammas, "vmap")}
+    by_map, by_vmap = (dataclasses.replace(tuner, per_sample=mode) for mode in ("map", "vmap"))
+    modes = {"one gamma per batch": lambda p: tuner.apply(model, {}, p, x, Control.vector(gammas[0])),
+             "per sample, lax.map": lambda p: by_map.apply(model, {}, p, x, Control.per_sample(gammas)),
+             "per sample, vmap": lambda p: by_vmap.apply(model, {}, p, x, Control.per_sample(gammas))}
 
     print(f"DecoupleNet {args.variant!r}, batch {args.batch}, {args.size}x{args.size}, all convs predicted; "
           f"devices: {jax.devices()}")

@@ -1,14 +1,16 @@
-"""Throughput of the alpha-sweep strategies (vmap, lax.map in chunks, loop) measured in one process.
+"""Throughput of the control-sweep strategies (vmap, lax.map in chunks, loop) measured in one process.
 
     python benchmarks/sweep_strategies.py                       # AdaFM-Net small and paper, FTN-gc16
     python benchmarks/sweep_strategies.py --variants small --rounds 5 --chunks 2 4
 
 Each strategy evaluates the same sweep as ``ctl_jax.eval.sweep``: one 256x256 RGB image degraded at
---levels noise levels (the batch), --alphas alphas, PSNR/SSIM of every output. The functions timed
-are ``sweep_fn(model, strategy)``, the ones ``sweep`` uses. Compilation is timed separately; then
---rounds rounds run every strategy once each, the order rotated every round so that drift favours
-none. Prints the median time per sweep and the throughput in alpha-images per second
-(alphas x levels / time), and the fastest strategy per variant (``AUTO_STRATEGY`` cites this output).
+--levels noise levels (the batch, by the task's ``eval_input``), --alphas controls, PSNR/SSIM of
+every 8-bit output. The functions timed are ``sweep_fn(model, strategy)``, the ones ``sweep`` uses,
+on a controllable model held in memory (what ``load_run`` returns for a run folder). Compilation is
+timed separately; then --rounds rounds run every strategy once each, the order rotated every round
+so that drift favours none. Prints the median time per sweep and the throughput in alpha-images per
+second (alphas x levels / time), and the fastest strategy per variant (``AUTO_STRATEGY`` cites this
+output).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctl_jax.data.degrade import Degradation
-from ctl_jax.eval.sweep import degrade, sweep_fn
-from ctl_jax.nets.adafm_net import adafm_net
-from ctl_jax.tuning import make_tuner
+from ctl_jax.eval.sweep import sweep_fn
+from ctl_jax.nets.registry import NetworkSpec
+from ctl_jax.tasks import Restoration
+from ctl_jax.train.runs import ControllableModel, RunMeta
+from ctl_jax.tuners import make_tuner
+from ctl_jax.tuners.trees import param_template
 
 
 def timed(fn, *args) -> tuple[float, jax.Array]:
@@ -41,22 +45,32 @@ def perturbed(tree, seed: int, scale: float = 0.01):
     return treedef.unflatten([x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
 
 
+def controllable(spec: NetworkSpec, tuner, theta0, phi, task, size: int) -> ControllableModel:
+    """A tuned model held in memory, as ``load_run`` would return it."""
+    meta = RunMeta(network=spec.to_dict(), tuner=tuner.name, stage="tune", task=task.to_dict(), target="b",
+                   config={}, input_shape=(1, size, size, spec.channels))
+    return ControllableModel(spec.build(), tuner, theta0, phi, task, meta)
+
+
 def bench_variant(variant: str, args) -> None:
-    model = adafm_net(variant)
+    base = NetworkSpec("adafm_net", variant, 3)
+    task = Restoration("noise", 20, 80)
     clean = jax.random.uniform(jax.random.key(0), (args.size, args.size, 3))
-    degradation = Degradation("noise", 20, 80)
     levels = np.linspace(20, 80, args.levels)
-    x = jnp.stack([degrade(clean, degradation, s, index=0) for s in levels])
+    x = jnp.stack([task.eval_input(clean, [s], index=0) for s in levels])
     cleans = jnp.broadcast_to(clean, x.shape)
-    theta0 = model.init(jax.random.key(1), x[:1])["params"]
     tuner = make_tuner(args.method)
-    theta1 = jax.jit(tuner.endpoint)(perturbed(tuner.init(jax.random.key(2), theta0), 3), theta0)
-    alphas = jnp.linspace(0.0, 1.0, args.alphas, dtype=jnp.float32)
+    spec = tuner.tuned_spec(base)  # AdaFM runs the network with slots
+    theta0 = tuner.prepare_base(base.build().init(jax.random.key(1), x[:1])["params"],
+                                param_template(spec.build(), x[:1]))
+    phi = perturbed(tuner.init(jax.random.key(2), theta0, spec.build(), x[:1]), 3)
+    model = controllable(spec, tuner, theta0, phi, task, args.size)
+    controls = jnp.linspace(0.0, 1.0, args.alphas, dtype=jnp.float32)[:, None]
 
     strategies = {"vmap": sweep_fn(model, "vmap")}
     strategies.update({f"map/{c}": sweep_fn(model, "map", chunk=c) for c in args.chunks})
     strategies["loop"] = sweep_fn(model, "loop")
-    inputs = (theta0, theta1, x, cleans, alphas)
+    inputs = (x, cleans, controls)
 
     print(f"\nAdaFM-Net {variant} + {args.method}: {args.alphas} alphas x {args.levels} levels, "
           f"{args.size}x{args.size} RGB, {jax.devices()[0].platform}", flush=True)
@@ -84,7 +98,7 @@ def bench_variant(variant: str, args) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["small", "paper"], help="AdaFM-Net variants")
-    parser.add_argument("--method", default="ftn-gc16", help="tuner (ctl_jax.tuning.make_tuner name)")
+    parser.add_argument("--method", default="ftn-gc16", help="tuner (ctl_jax.tuners.make_tuner name)")
     parser.add_argument("--size", type=int, default=256, help="square image size")
     parser.add_argument("--alphas", type=int, default=11, help="alphas in the grid (0..1)")
     parser.add_argument("--levels", type=int, default=4, help="degradation levels batched per image")

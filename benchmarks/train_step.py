@@ -29,7 +29,7 @@ from timing import best_time, median_time
 from ctl_jax.eval.cost import xla_flops
 from ctl_jax.nets.adafm_net import AdaFMNet
 from ctl_jax.train.steps import make_base_step, make_tune_step, micro_batch_count
-from ctl_jax.tuning import AdaFM, insert_adafm_slots
+from ctl_jax.tuners import AdaFM, insert_adafm_slots
 
 
 def conv_rates(batch, size, features, repeats) -> dict:
@@ -87,8 +87,8 @@ def main():
     phi = tuner.init(None, theta0)
 
     def timed(step, trainable, *frozen):
-        """(median seconds, FLOPs) of ``step``; the donated state is threaded through the calls."""
-        state = [jax.tree.map(jnp.copy, trainable), opt.init(trainable)]  # the step donates them
+        """(median seconds, FLOPs) of ``step``; the updated state is threaded through the calls."""
+        state = [jax.tree.map(jnp.copy, trainable), opt.init(trainable)]
 
         def call():
             state[0], state[1], loss = step(*state, *frozen, noisy, clean)

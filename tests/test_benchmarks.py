@@ -16,11 +16,46 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
      "stage 2 / stage 1 step time"),
     ("hyper_gamma.py", ["--variant", "tiny", "--batch", "2", "--size", "16", "--repeats", "1"], "per sample, vmap"),
     ("switch_time.py", ["--sizes", "32x24", "--repeats", "1"], "full / switch"),
+    ("sweep_strategies.py", ["--variants", "tiny", "--size", "32", "--alphas", "3", "--levels", "2", "--chunks", "2",
+                             "--rounds", "1"], "fastest: "),
     ("metrics_dmpix.py", ["--batch", "2", "--size", "32", "--repeats", "1"], "dm-pix / ours"),
 ])
 def test_benchmark_script_runs(script, args, expect):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = run(script, args)
     assert done.returncode == 0, done.stderr[-2000:]
     assert expect in done.stdout
+
+
+def run(script, args, cwd=ROOT):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--data", "{tmp}/no_such_folder"], "pass --data FOLDER"),
+    (["--data", "{tmp}", "--weights", "{tmp}/no_such.pth"], "pass --weights FILE.pth"),
+    ([], "pass --data FOLDER"),  # the defaults point into ../shared, absent seen from tmp
+])
+def test_missing_shared_data_ends_with_one_line_saying_what_to_pass(tmp_path, args, says):
+    done = run("dncnn_bsd68.py", [a.format(tmp=tmp_path) for a in args], cwd=tmp_path)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.skipif(not (SHARED / "weights" / "dncnn_25.pth").is_file() or not (SHARED / "test" / "bsd68").is_dir(),
+                    reason="../shared/data (BSD68 and the KAIR DnCNN weights) is not in this checkout")
+def test_dncnn_bsd68_runs_on_two_small_crops(tmp_path):
+    from PIL import Image
+
+    for path in sorted((SHARED / "test" / "bsd68").glob("*.png"))[:2]:
+        with Image.open(path) as im:
+            im.crop((0, 0, 40, 32)).save(tmp_path / path.name)
+    done = run("dncnn_bsd68.py", ["--data", str(tmp_path), "--weights", str(SHARED / "weights" / "dncnn_25.pth")])
+    assert done.returncode == 0, done.stderr[-2000:]
+    mean = float(done.stdout.split("mean PSNR:")[1].split()[0])
+    assert "images: 2" in done.stdout and 25 < mean < 40
