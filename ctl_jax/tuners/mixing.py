@@ -8,11 +8,20 @@ base network: Flax's ``nn.intercept_methods`` wraps each such layer call of an u
 network, evaluates the layer a second time with its theta1 parameters (found by the module's
 scope path) and mixes the two outputs. A constant map equals the global-alpha result.
 
-Cost: every parameterised layer runs twice (the paper's "two global convolutions").
+Cost: every parameterised layer runs twice (the paper's "two global convolutions"), plus one
+shape-only trace of the network that finds the layers' grids.
 
-Map resizing rule: the map is resized to each layer's output height and width with bilinear
-interpolation (``jax.image.resize``, half-pixel centres, no antialiasing); a layer whose output has
-no spatial axes (a dense layer on (N, C) features) uses the map's mean over pixels per sample.
+Map resizing rule: the map is brought once to the *mixing grid*, the coarsest (h, w) among the
+layers' outputs (single-pixel outputs aside): block means when the map's size is a multiple of it,
+else bilinear (``Control.resized``: half-pixel centres, no antialiasing). A layer whose (h, w) is a
+multiple of the grid gets that map with each value repeated over its block, any other layer the map
+resized bilinearly, and a layer with no spatial axes (a dense layer on (N, C)) the map's mean per sample.
+Why one grid: a coarse feature (after a stride-2 conv, before a pixel shuffle) reaches every fine
+pixel of its block, so it can carry only one alpha. Resizing the map to each layer separately made
+a boundary inside a block fractional at the coarse layers and sharp at the fine ones, a mix of
+levels that no global alpha gives: where a change made at one resolution is partly undone at the
+other, a thin line showed along the seam. On one grid every pixel is mixed at one level; the price
+is that the map's detail is the coarsest grid's (a boundary inside a block becomes a soft step).
 """
 
 from __future__ import annotations
@@ -29,11 +38,60 @@ LINEAR_IN_PARAMS = (nn.Conv, nn.ConvTranspose, nn.Dense, nn.LayerNorm, nn.GroupN
                     DepthwiseConv)
 
 
-def resize_alpha_map(control: Control, out_shape: tuple) -> jax.Array:
+def _is_mixed_call(context) -> bool:
+    return context.method_name == "__call__" and isinstance(context.module, LINEAR_IN_PARAMS)
+
+
+def layer_grids(model: nn.Module, theta0: Params, x: jax.Array, *args, **kwargs) -> set:
+    """The (h, w) of every spatial (N, h, w, C) output of a mixed layer, from a shape-only trace."""
+    grids = set()
+
+    def record(next_fun, call_args, call_kwargs, context):
+        y = next_fun(*call_args, **call_kwargs)
+        if _is_mixed_call(context) and jnp.ndim(y) == 4:
+            grids.add(tuple(y.shape[1:3]))
+        return y
+
+    def run(params, images):
+        with nn.intercept_methods(record):
+            return model.apply({"params": params}, images, *args, **kwargs)
+
+    jax.eval_shape(run, theta0, x)
+    return grids
+
+
+def mixing_grid(grids) -> tuple | None:
+    """The coarsest (h, w) among ``grids``, single-pixel grids (pooled features) aside; None if none."""
+    grids = [g for g in grids if g != (1, 1)]
+    if not grids:
+        return None
+    return min(h for h, _ in grids), min(w for _, w in grids)
+
+
+def _map_on_grid(control: Control, grid: tuple) -> jax.Array:
+    """The control map on ``grid``: block means when the map's size is a multiple of it, else bilinear."""
+    v = control.values
+    (b, hm, wm, d), (h, w) = v.shape, grid
+    if hm % h == 0 and wm % w == 0:
+        return v.reshape(b, h, hm // h, w, wm // w, d).mean(axis=(2, 4))
+    return control.resized(h, w)
+
+
+def resize_alpha_map(control: Control, out_shape: tuple, grid: tuple | None = None,
+                     on_grid: jax.Array | None = None) -> jax.Array:
     """The control map resized to broadcast against a layer output of ``out_shape``: (N, h, w, 1)
-    for (N, h, w, C) outputs, the per-sample mean over pixels (N, 1) for (N, C) outputs."""
+    for (N, h, w, C) outputs, the per-sample mean over pixels (N, 1) for (N, C) outputs.
+
+    grid: the mixing grid (see the module docstring); without it the map is resized bilinearly.
+    on_grid: the map already on ``grid`` (computed once per forward pass).
+    """
     if len(out_shape) == 4:
-        return control.resized(out_shape[1], out_shape[2], out_shape[0])
+        n, h, w = out_shape[:3]
+        if grid is not None and h % grid[0] == 0 and w % grid[1] == 0:
+            a = _map_on_grid(control, grid) if on_grid is None else on_grid
+            a = jnp.repeat(jnp.repeat(a, h // grid[0], axis=1), w // grid[1], axis=2)
+            return jnp.broadcast_to(a, (n, h, w, a.shape[-1]))
+        return control.resized(h, w, n)
     if len(out_shape) == 2:
         return control.per_sample_values(out_shape[0])
     raise ValueError(f"per-pixel alpha: cannot map a layer output of shape {out_shape} to pixels")
@@ -48,12 +106,14 @@ def apply_with_alpha_map(model: nn.Module, theta0: Params, theta1: Params, x: ja
     ``LINEAR_IN_PARAMS`` (they could not be mixed exactly).
     """
     control = as_control(control).check(x.shape[0], 1)
+    grid = mixing_grid(layer_grids(model, theta0, x, *args, **kwargs)) if control.is_pixel else None
+    on_grid = _map_on_grid(control, grid) if grid is not None else None
     mixed_paths = set()
     busy = [False]  # the second evaluation of a layer must pass through untouched
 
     def interceptor(next_fun, call_args, call_kwargs, context):
         module = context.module
-        if busy[0] or context.method_name != "__call__" or not isinstance(module, LINEAR_IN_PARAMS):
+        if busy[0] or not _is_mixed_call(context):
             return next_fun(*call_args, **call_kwargs)
         path = tuple(module.scope.path)
         y0 = next_fun(*call_args, **call_kwargs)  # the model is bound to theta0
@@ -63,7 +123,7 @@ def apply_with_alpha_map(model: nn.Module, theta0: Params, theta1: Params, x: ja
         finally:
             busy[0] = False
         mixed_paths.add(path)
-        a = resize_alpha_map(control, y0.shape)
+        a = resize_alpha_map(control, y0.shape, grid, on_grid)
         return (1 - a) * y0 + a * y1
 
     with nn.intercept_methods(interceptor):
