@@ -1,14 +1,19 @@
 """Decoupled learning: the base network, the hypernetwork transform, trunk/head split, baseline [18]."""
 
+import dataclasses
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ctl_jax import Control
 from ctl_jax.nets.decouple_net import DecoupleNet, edge_map, layer_names
-from ctl_jax.tuning.hyper import (PRESETS, Hypernet, apply_hyper, first_predicted_layer, hyper_head, hyper_trunk,
-                                  template_of)
-from ctl_jax.tuning.trees import flatten, path_str
+from ctl_jax.tuners import make_tuner, tuner_to_spec
+from ctl_jax.tuners.hyper import (PRESETS, Hypernet, HyperTuner, apply_hyper, first_predicted_layer, hyper_head,
+                                  hyper_trunk, template_of)
+from ctl_jax.tuners.trees import flatten, path_str
 
 
 def images(n=3, size=16, channels=3, seed=0):
@@ -161,3 +166,93 @@ def test_bad_input_is_named(tiny):
         DecoupleNet("huge").init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="part must be"):
         Hypernet(part="middle")
+
+
+# --- HyperTuner: the hypernetwork behind the one Tuner protocol ------------------------------------
+
+
+def perturbed(tree, key=1):
+    """tree + 0.05 N(0, 1) on every leaf: a trained-looking phi (init zeroes the gamma-dependent part)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(jax.random.key(key), len(leaves))
+    return jax.tree.unflatten(treedef, [v + 0.05 * jax.random.normal(k, v.shape) for v, k in zip(leaves, keys)])
+
+
+@pytest.fixture(scope="module")
+def hyper_tuner(tiny):
+    model, x, _ = tiny
+    tuner = HyperTuner(("conv*/kernel", "norm2/*"), gamma_dim=2, hidden=4, relu=True)
+    return tuner, perturbed(tuner.init(jax.random.key(3), {}, model, x))
+
+
+def test_hyper_tuner_is_a_one_stage_tuner_equal_to_apply_hyper(tiny, hyper_tuner):
+    model, x, _ = tiny
+    tuner, phi = hyper_tuner
+    assert (tuner.kind, tuner.stages, tuner.control_dim, tuner.pixel) == ("hypernetwork", 1, 2, False)
+    assert tuner.hyper == Hypernet(("conv*/kernel", "norm2/*"), "all", 2, 4, True)
+    g = jnp.array([0.3, 1.0])
+    want = apply_hyper(model, tuner.hyper, phi, x, g)
+    np.testing.assert_array_equal(tuner.apply(model, {}, phi, x, Control.vector(g)), want)
+    other = tuner.apply(model, {}, phi, x, Control.vector([0.9, 1.0]))
+    assert float(jnp.abs(other - want).max()) > 1e-4  # gamma matters
+
+
+def test_fresh_hyper_tuner_ignores_gamma(tiny):
+    model, x, _ = tiny
+    tuner = HyperTuner()
+    phi = tuner.init(jax.random.key(0), {}, model, x)
+    outputs = [tuner.apply(model, {}, phi, x, a) for a in (0.0, 0.7, Control.scalar(1.0))]
+    for y in outputs[1:]:
+        np.testing.assert_array_equal(y, outputs[0])
+    np.testing.assert_array_equal(outputs[0], apply_hyper(model, tuner.hyper, phi, x, jnp.array([0.0])))
+
+
+@pytest.mark.parametrize("per_sample", ["map", "vmap"])
+def test_hyper_tuner_per_sample_control_equals_a_loop_of_globals(tiny, hyper_tuner, per_sample):
+    model, x, _ = tiny
+    tuner, phi = hyper_tuner
+    tuner = dataclasses.replace(tuner, per_sample=per_sample)
+    gammas = jnp.array([[0.0, 1.0], [0.5, 0.0], [1.0, 1.0]])
+    batched = jax.jit(lambda phi, x, c: tuner.apply(model, {}, phi, x, c))(phi, x, Control.per_sample(gammas))
+    loop = jnp.concatenate([tuner.apply(model, {}, phi, x[i:i + 1], Control.vector(gammas[i])) for i in range(3)])
+    np.testing.assert_allclose(batched, loop, atol=1e-5)
+
+
+def test_hyper_tuner_new_gammas_never_retrace(tiny, hyper_tuner):
+    model, x, _ = tiny
+    tuner, phi = hyper_tuner
+    traces = []
+
+    @jax.jit
+    def run(phi, x, control):
+        traces.append(1)
+        return tuner.apply(model, {}, phi, x, control)
+
+    for g in ([0.1, 0.2], [0.9, 0.0], [1, 1]):
+        run(phi, x, Control.vector(g))
+    assert len(traces) == 1
+
+
+def test_hyper_tuner_refuses_other_controls(tiny, hyper_tuner):
+    model, x, _ = tiny
+    tuner, phi = hyper_tuner
+    with pytest.raises(ValueError, match="cannot take a per-pixel control map"):
+        tuner.apply(model, {}, phi, x, Control.per_pixel(jnp.zeros((1, 16, 16, 2))))
+    with pytest.raises(ValueError, match="takes 2-dimensional control; got a 1-dimensional one"):
+        tuner.apply(model, {}, phi, x, 0.5)  # a bare scalar is one global alpha: D = 1
+    with pytest.raises(ValueError, match="control has 2 samples for a batch of 3"):
+        tuner.apply(model, {}, phi, x, Control.per_sample(jnp.zeros((2, 2))))
+    with pytest.raises(TypeError, match="ambiguous"):  # rank-guessed gamma is gone: say which form
+        tuner.apply(model, {}, phi, x, jnp.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match="no parameter matches"):
+        HyperTuner(("conv99/*",)).init(jax.random.key(0), {}, model, x)
+
+
+def test_hyper_tuner_round_trips_through_its_run_folder_spec():
+    tuner = HyperTuner(("norm26/*",), "all", gamma_dim=2, hidden=16, relu=True, per_sample="vmap")
+    spec = tuner_to_spec(tuner)
+    assert spec["class"] == "HyperTuner"
+    assert make_tuner(json.loads(json.dumps(spec))) == tuner  # as stored in the run's JSON meta
+    assert make_tuner(tuner) is tuner
+    with pytest.raises(ValueError, match="unknown tuner class"):
+        make_tuner({"class": "Nope"})

@@ -2,8 +2,10 @@
 
 import json
 import pathlib
+import re
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -22,6 +24,28 @@ def run_notebook(path: pathlib.Path) -> dict:
     return namespace
 
 
+PUBLIC_IMPORTS = ("import ctl_jax as ctl", "from ctl_jax.train.runs import load_run", "from ctl_jax.eval.sweep import")
+
+
+def ctl_imports(path: pathlib.Path) -> list[str]:
+    """The lines of the notebook's code cells that import from ctl_jax."""
+    lines = [line.strip() for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"
+             for line in "".join(cell["source"]).splitlines()]
+    return [line for line in lines if re.match(r"(from|import) ctl_jax\b", line)]
+
+
+def test_explore_alpha_notebook_uses_the_public_api_only():
+    imports = ctl_imports(ROOT / "notebooks" / "explore_alpha.ipynb")
+    assert imports and all(line.startswith(PUBLIC_IMPORTS) for line in imports), imports
+
+
+def test_operators_notebook_imports():
+    # the public API plus the hypernetwork's trunk/head split for the switching-time demo
+    imports = ctl_imports(ROOT / "notebooks" / "operators.ipynb")
+    allowed = PUBLIC_IMPORTS + ("from ctl_jax.tuners.hyper import hyper_head, hyper_trunk",)
+    assert imports and all(line.startswith(allowed) for line in imports), imports
+
+
 def test_explore_alpha_notebook(tmp_path, monkeypatch):
     config = load_config(f"{ROOT / 'experiments' / 'demo.py'}:smoke")
     config["methods"] = ["ftn-gc16"]
@@ -29,8 +53,11 @@ def test_explore_alpha_notebook(tmp_path, monkeypatch):
     monkeypatch.setenv("CTL_MODEL", str(tmp_path / "ftn-gc16"))
     monkeypatch.setenv("CTL_NOTEBOOK_SIZE", "48")
     ns = run_notebook(ROOT / "notebooks" / "explore_alpha.ipynb")
-    assert ns["painted"].shape == ns["noisy"].shape
+    assert ns["painted"].shape == ns["noisy"].shape == (48, 48, 3)
     assert 0.0 <= float(ns["similarity"]["cosine"]) <= 1.0 + 1e-6
+    np.testing.assert_allclose(ns["expected"], [0.5])  # sigma 50, midway between 20 and 80
+    for alpha in (0.0, 1.0):  # the slider's precomputed parameters give the model's own output
+        np.testing.assert_array_equal(ns["restore"](alpha), ns["quantise"](ns["model"](ns["x"], alpha))[0])
 
 
 def test_operators_notebook(tmp_path, monkeypatch):
@@ -47,4 +74,10 @@ def test_operators_notebook(tmp_path, monkeypatch):
     monkeypatch.setenv("CTL_NOTEBOOK_SIZE", "32")
     ns = run_notebook(ROOT / "notebooks" / "operators.ipynb")
     assert ns["switch_time"] > 0 and ns["full_time"] > 0
-    assert ns["compare"](0.02)[2].shape == (32, 32, 3)
+    inp, target, out = ns["compare"](0.02)
+    assert inp.shape == target.shape == out.shape == (32, 32, 3)
+    assert float(np.abs(target - inp).max()) > 0  # the operator's own output differs from its input
+    # the head from the shared trunk gives the full network's output
+    full = ns["apply"](ns["x"], ns["gamma"])
+    head = ns["head"](ns["state"], ns["gamma"].global_value())
+    np.testing.assert_allclose(head, full, atol=1e-5)

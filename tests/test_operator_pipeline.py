@@ -5,12 +5,16 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
+from ctl_jax import Control
 from ctl_jax.cli import load_config, main
 from ctl_jax.data.images import write_image
 from ctl_jax.data.operator_pairs import OperatorPairSampler, load_operator_cache, prepare_operator_cache
-from ctl_jax.operator_pipeline import evaluate_operator_model, train_operator_model, with_overrides
-from ctl_jax.tuning.gamma import GammaSpace
+from ctl_jax.operator_pipeline import evaluate_operator_model, train_operator_model, tuner_of, with_overrides
+from ctl_jax.tasks.operators import OperatorImitation
+from ctl_jax.train.runs import load_run
+from ctl_jax.tuners.gamma import GammaSpace
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -82,19 +86,64 @@ def test_sampler_is_deterministic_and_crops_pairs_together(cache):
 
 
 @pytest.mark.parametrize("method", ["hyper", "baseline18"])
-def test_train_load_apply_and_evaluate(cache, tmp_path, method):
+def test_train_load_apply_and_evaluate(cache, tmp_path, method, capsys):
     config = smoke_config(method=method, operators=["l0", "denoise"])
-    model = train_operator_model(config, cache, tmp_path / "run")
-    assert (model.hyper is None) == (method == "baseline18")
+    run = tmp_path / "run"
+    model = train_operator_model(config, cache, run)
+    assert model.tuner.kind == ("conditional" if method == "baseline18" else "hypernetwork")
+    assert model.tuner == tuner_of(config, model.task) and model.control_dim == 2 and model.theta0 == {}
+    assert model.task == OperatorImitation(("l0", "denoise"))
     x = jnp.asarray(photos(1, 16)[0])[None]
-    out_a = model(x, model.gamma("l0", 0.01))
-    out_b = model(x, model.gamma("denoise", 30))
+    gamma_a = Control.vector(model.task.control_for([0.01], "l0"))
+    out_a = model(x, gamma_a)
+    out_b = model(x, Control.vector(model.task.control_for([30], "denoise")))
     assert out_a.shape == x.shape and np.all(np.isfinite(out_a))
-    assert out_b.shape == x.shape
+    assert out_b.shape == x.shape and float(jnp.abs(out_a - out_b).max()) > 0
+    per_sample = model(jnp.concatenate([x, x]), Control.per_sample([gamma_a.values[0, 0, 0], [0.5, 1.0]]))
+    np.testing.assert_allclose(per_sample[0], out_a[0], atol=1e-5)
     scores = evaluate_operator_model(model, cache, "l0")
-    assert len(scores) == 4 and all(np.isfinite(s["psnr"]) for s in scores.values())
-    with pytest.raises(ValueError, match=r"gamma must have shape"):
-        model(x, jnp.zeros((3,)))
+    assert len(scores) == 4 and all(np.isfinite(s["psnr"]) and s["images"] == 1 for s in scores.values())
+    with pytest.raises(TypeError, match="ambiguous"):  # a bare gamma vector: say which control form
+        model(x, jnp.zeros((2,)))
+    with pytest.raises(ValueError, match="takes 2-dimensional control; got a 3-dimensional one"):
+        model(x, Control.vector(jnp.zeros((3,))))
+    with pytest.raises(ValueError, match="say which operator"):
+        model.task.control_for([0.01])
+    np.testing.assert_array_equal(load_run(run)(x, gamma_a), out_a)
+    # the command line: --operator says which one, --param its value (or --alpha the raw gamma)
+    image, out = tmp_path / "in.png", tmp_path / "out.png"
+    write_image(image, photos(1, 16)[0])
+    apply = ["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--overwrite"]
+    assert main(apply + ["--operator", "l0", "--param", "0.01"]) == 0
+    by_param = np.asarray(Image.open(out))
+    assert main(apply + ["--alpha", *map(str, gamma_a.values.ravel().tolist())]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), by_param)
+    assert main(apply + ["--param", "0.01"]) == 2
+    assert "say which operator" in capsys.readouterr().err
+    assert main(apply + ["--alpha", "0.5"]) == 2
+    assert "takes 2 control value(s); got 1" in capsys.readouterr().err
+
+
+TUPLE_META_BUG = pytest.mark.xfail(
+    strict=True, reason="library bug reported: the run folder's meta stores the tuner's tuple fields "
+    "(HyperTuner.predict, Conditional.scale) as JSON lists, so the resume check (ctl_jax.train.checkpoint) "
+    "calls the same config 'a different run'")
+
+
+@pytest.mark.parametrize("method, operators", [
+    pytest.param("hyper", ["l0"], marks=TUPLE_META_BUG),
+    ("baseline18", ["l0"]),  # stored by name: Conditional() is the registered "conditional"
+    pytest.param("baseline18", ["l0", "denoise"], marks=TUPLE_META_BUG),
+])
+def test_rerun_resumes_without_training_again(cache, tmp_path, method, operators):
+    config, run = smoke_config(method=method, operators=operators), tmp_path / "run"
+    model = train_operator_model(config, cache, run)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    again = train_operator_model(config, cache, run)
+    assert again.step == model.step and sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    x = jnp.asarray(photos(1, 16)[0])[None]
+    gamma = Control.vector(np.full((len(operators),), 0.5))
+    np.testing.assert_array_equal(again(x, gamma), model(x, gamma))
 
 
 def test_fixed_values_select_the_single_parameter_pairs(tmp_path):
@@ -134,15 +183,26 @@ def test_cli_prepare_train_apply(tmp_path, capsys):
     write_image(image, photos(1, 21)[0])  # odd size: padded and cropped back
     out = tmp_path / "out.png"
     assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--param", "0.05"]) == 0
-    assert out.exists()
+    assert np.asarray(Image.open(out)).shape == (21, 21, 3)
     assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--param", "5",
                  "--overwrite"]) == 2
     assert "[0.002, 0.2]" in capsys.readouterr().err
-    assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--param", "5",
-                 "--clamp", "--overwrite"]) == 0
-    with pytest.raises(SystemExit, match="--param"):
-        main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--alpha", "0.5",
-              "--overwrite"])
+    # an operator model's --alpha is gamma itself: 0.5 is the log-midpoint 0.02 of [0.002, 0.2], 1 the top
+    for param, alpha in (("0.02", "0.5"), ("0.2", "1")):
+        assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--param", param,
+                     "--overwrite"]) == 0
+        by_param = np.asarray(Image.open(out))
+        assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--alpha", alpha,
+                     "--overwrite"]) == 0
+        np.testing.assert_array_equal(np.asarray(Image.open(out)), by_param)
+    assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--param", "0.02",
+                 "--operator", "wls", "--overwrite"]) == 2
+    assert "trained on ['l0'], not on 'wls'" in capsys.readouterr().err
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.tile(np.linspace(0, 255, 21).astype(np.uint8), (21, 1))).save(mask)
+    assert main(["apply", "--model", str(run), "--input", str(image), "--output", str(out), "--alpha-map",
+                 str(mask), "--overwrite"]) == 2  # a hypernetwork predicts one set of weights per image
+    assert "per-pixel" in capsys.readouterr().err
 
 
 def test_shared_gamma_batches_hold_one_value_and_train(tmp_path):
