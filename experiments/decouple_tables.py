@@ -30,13 +30,13 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ctl_jax.data.degrade import Degradation  # noqa: E402
+from ctl_jax import Control  # noqa: E402
 from ctl_jax.data.operator_pairs import prepare_operator_cache  # noqa: E402
-from ctl_jax.eval.metrics import psnr  # noqa: E402
-from ctl_jax.eval.sweep import degrade  # noqa: E402
+from ctl_jax.eval.sweep import scores  # noqa: E402
 from ctl_jax.operator_pipeline import evaluate_operator_model, train_operator_model, with_overrides  # noqa: E402
 from ctl_jax.operators import get_operator  # noqa: E402
 from ctl_jax.pipeline import test_images  # noqa: E402
+from ctl_jax.tasks import Restoration  # noqa: E402
 
 STEPS = 300
 BASE = {
@@ -149,21 +149,23 @@ def table_denoise(r: Runner) -> dict:
 
 
 def table2_protocol(model, test_dir) -> dict:
-    """PSNR on the FTN Table 2 protocol's test set (every image, centre 128x128, the sweep's noise
-    seeds), so the numbers sit beside experiments/README.md's Table 2 rows. The noisy input is
-    clipped to [0, 1], as in the hypernetwork's training pairs."""
+    """PSNR / SSIM on the FTN Table 2 protocol's test set (every image, centre 128x128, the sweep's noisy
+    inputs ``Restoration.eval_input``, 8-bit outputs as ``ctl_jax.eval.sweep`` scores them), so the
+    numbers sit beside experiments/README.md's Table 2 rows. The noisy input is clipped to [0, 1], as
+    in the hypernetwork's training pairs; the control is sigma's gamma, (sigma - 20) / 60."""
     images, _ = test_images({"test": test_dir, "test_crop": 128}, 3)
-    noise = Degradation("noise", 20, 80)
-    apply = jax.jit(lambda x, g: model(x, g))
+    noise = Restoration("noise", 20, 80)
+    apply = jax.jit(lambda x, c: model(x, c))
     rows = {}
     for level in (20, 40, 60, 80):
-        gamma = jnp.asarray(model.gamma("denoise_20_80", level))
-        scores = []
+        control = Control.vector(model.task.control_for([level], "denoise_20_80"))
+        values = []
         for i, clean in enumerate(images):
-            noisy = jnp.clip(degrade(clean, noise, level, seed=0, index=i), 0, 1)
-            scores.append(float(psnr(jnp.clip(apply(noisy[None], gamma)[0], 0, 1), clean)))
-        rows[f"sigma {level}, Table 2 protocol ({len(images)} images, 128x128)"] = {"psnr": float(np.mean(scores)),
-                                                                                  "ssim": float("nan")}
+            noisy = jnp.clip(noise.eval_input(clean, [level], seed=0, index=i), 0, 1)
+            values.append(np.asarray(scores(apply(noisy[None], control), jnp.asarray(clean)[None]))[:2, 0])
+        mean = np.mean(values, axis=0)
+        rows[f"sigma {level}, Table 2 protocol ({len(images)} images, 128x128)"] = {"psnr": float(mean[0]),
+                                                                                  "ssim": float(mean[1])}
     return rows
 
 
@@ -194,7 +196,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", required=True, help="folder of clean training images")
     parser.add_argument("--test", required=True, help="folder of clean test images")
@@ -204,7 +206,11 @@ def main():
     parser.add_argument("--test-images", type=int, default=8, help="use the first N test images")
     parser.add_argument("--crop", type=int, default=96, help="centre crop of every image")
     parser.add_argument("--steps", type=int, default=STEPS, help="training steps of every model (denoise: 3x)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    for option, folder in (("--train", args.train), ("--test", args.test)):
+        if not pathlib.Path(folder).is_dir():  # ../shared is not part of every checkout
+            raise SystemExit(f"decouple_tables: no image folder {folder!r}; pass {option} FOLDER of clean "
+                             f"images (e.g. ../shared/data/{'train/bsds400' if option == '--train' else 'test/cbsd68'})")
     steps = args.steps
     BASE["train"].update(steps=steps, lr_milestones=[int(0.8 * steps)], ckpt_every=steps)
     runner = Runner(args)

@@ -221,3 +221,52 @@ def test_shared_gamma_batches_hold_one_value_and_train(tmp_path):
     one_image_per_value = [p for p in pairs if p.value == 0.01][:1] + [p for p in pairs if p.value == 0.1][:1]
     with pytest.raises(ValueError, match="fixed values"):
         OperatorPairSampler(one_image_per_value, GammaSpace(("l0",)), 16, 4, 0, shared_gamma=True)
+
+
+def load_experiment(name: str):
+    """An experiments/ script as a module (its main() is not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decouple_tables_denoiser_on_the_table2_protocol(tmp_path):
+    tables = load_experiment("decouple_tables")
+    with pytest.raises(SystemExit, match="pass --train FOLDER"):  # ../shared absent: one line, what to pass
+        tables.main(["--train", str(tmp_path / "none"), "--test", str(tmp_path), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="pass --test FOLDER"):
+        tables.main(["--train", str(tmp_path), "--test", str(tmp_path / "none"), "--out", str(tmp_path / "out")])
+    cache = prepare_operator_cache(photos(), ["a", "b"], ["denoise_20_80"], tmp_path / "cache", values=[20.0, 80.0],
+                                   crop=32, progress=False)
+    model = train_operator_model(smoke_config(operators=["denoise_20_80"]), cache, tmp_path / "run")
+    test = tmp_path / "test"
+    test.mkdir()
+    for i, image in enumerate(photos(2, 36)):
+        write_image(test / f"{i}.png", image)
+    rows = tables.table2_protocol(model, test)
+    assert len(rows) == 4 and all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in rows.values())
+    assert "| sigma 20, Table 2 protocol (2 images, 128x128) |" in tables.markdown({"denoise": rows})
+
+
+def test_operator_presets_and_tuner_of():
+    for preset in ("cpu", "paper", "smoke"):
+        config = load_config(f"{ROOT / 'experiments' / 'operators.py'}:{preset}")
+        tuner = tuner_of(config, OperatorImitation(tuple(config["operators"])))
+        assert tuner.kind == "hypernetwork" and tuner.control_dim == 1 and tuner.predict == ("conv*/kernel",)
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_config(f"{ROOT / 'experiments' / 'operators.py'}:huge")
+    task = OperatorImitation(("l0", "wls"))
+    assert tuner_of(smoke_config(method="baseline18"), task).control_dim == 2  # gamma + operator id
+    cheap = tuner_of(smoke_config(hyper={"predict": ["norm13/*"], "hidden": 16, "relu": True}), task)
+    assert (cheap.predict, cheap.hidden, cheap.relu, cheap.gamma_dim) == (("norm13/*",), 16, True, 2)
+    assert tuner_of(smoke_config(per_sample="shared"), task).per_sample == "map"  # one gamma per batch is the
+    # training stack's shared control; the tuner itself falls back to map for per-sample controls
+    with pytest.raises(ValueError, match="method must be"):
+        tuner_of(smoke_config(method="nope"), task)
+    with pytest.raises(ValueError, match="per_sample must be"):
+        tuner_of(smoke_config(per_sample="nope"), task)
+    with pytest.raises(ValueError, match="unknown"):
+        tuner_of(smoke_config(hyper={"preset": "nope"}), task)
