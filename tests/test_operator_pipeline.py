@@ -124,16 +124,10 @@ def test_train_load_apply_and_evaluate(cache, tmp_path, method, capsys):
     assert "takes 2 control value(s); got 1" in capsys.readouterr().err
 
 
-TUPLE_META_BUG = pytest.mark.xfail(
-    strict=True, reason="library bug reported: the run folder's meta stores the tuner's tuple fields "
-    "(HyperTuner.predict, Conditional.scale) as JSON lists, so the resume check (ctl_jax.train.checkpoint) "
-    "calls the same config 'a different run'")
-
-
 @pytest.mark.parametrize("method, operators", [
-    pytest.param("hyper", ["l0"], marks=TUPLE_META_BUG),
+    ("hyper", ["l0"]),
     ("baseline18", ["l0"]),  # stored by name: Conditional() is the registered "conditional"
-    pytest.param("baseline18", ["l0", "denoise"], marks=TUPLE_META_BUG),
+    ("baseline18", ["l0", "denoise"]),
 ])
 def test_rerun_resumes_without_training_again(cache, tmp_path, method, operators):
     config, run = smoke_config(method=method, operators=operators), tmp_path / "run"

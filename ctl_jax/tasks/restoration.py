@@ -80,9 +80,9 @@ class Restoration:
     def check_levels(self, levels) -> np.ndarray:
         """levels (D,) or (L, D) -> float64 array of the same shape, each valid for its degradation."""
         arr = np.asarray(levels, np.float64)
-        if arr.ndim == 0 or arr.shape[-1] != self.dim:
-            arr = arr.reshape(-1, 1) if self.dim == 1 else arr
-        if arr.shape[-1] != self.dim or arr.ndim > 2:
+        if self.dim == 1 and arr.ndim <= 1:  # one level, or (L,) levels of a 1-D task
+            arr = arr.reshape(-1, 1)
+        if arr.ndim == 0 or arr.shape[-1] != self.dim or arr.ndim > 2:
             raise ValueError(f"levels must be (D,) or (L, D) with D = {self.dim} ({', '.join(self.degradations)}); "
                              f"got shape {np.shape(levels)}")
         for row in arr.reshape(-1, self.dim):

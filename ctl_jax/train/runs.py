@@ -9,6 +9,7 @@ image``, the only thing ``apply``, ``sweep``, the reports and the notebooks use.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,8 @@ class RunMeta:
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["input_shape"] = list(self.input_shape)
-        return out
+        """The JSON form (tuples become lists), as stored and as compared on resume."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunMeta":
