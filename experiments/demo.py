@@ -2,7 +2,7 @@
 
     ctl-jax run --config experiments/demo.py --out runs/demo
 
-Trains a small AdaFM-Net at sigma=20, tunes FTN-gc16, AdaFM and DNI to sigma=80, sweeps alpha at
+Trains a small AdaFM-Net (with a global input skip, which keeps colours) at sigma=20, tunes FTN-gc16, AdaFM and DNI to sigma=80, sweeps alpha at
 sigma 20/40/60/80 and writes runs/demo/report (sweep.json, sweep.md, PSNR-vs-alpha plots, image
 strips, a per-pixel demo with alpha rising left to right). Presets: "cpu" (default) and "smoke"
 (seconds; for tests).
@@ -12,7 +12,7 @@ strips, a per-pixel demo with alpha rising left to right). Presets: "cpu" (defau
 def get_config(preset: str = "cpu") -> dict:
     config = {
         "title": "Denoising sigma 20 -> 80, small AdaFM-Net, bundled photos",
-        "network": {"name": "adafm_net", "variant": "small", "channels": 3},
+        "network": {"name": "adafm_net", "variant": "small", "channels": 3, "residual": True},
         "task": {"kind": "restoration", "degradations": ["noise"], "level_a": [20], "level_b": [80]},
         "data": {"train": "bundled", "test": "bundled", "test_crop": 256, "max_test_images": None},
         "stage1": dict(steps=1500, batch_size=8, patch_size=48, lr=5e-4, lr_milestones=[1000], lr_gamma=0.2,

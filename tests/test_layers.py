@@ -43,3 +43,23 @@ def test_pixel_shuffle_errors():
         pixel_shuffle(np.zeros((1, 2, 2, 12), np.float32), 3)
     with pytest.raises(ValueError):  # not (N, H, W, C)
         pixel_shuffle(np.zeros((2, 2, 4), np.float32), 2)
+
+
+def test_adafm_net_residual_and_super_resolution_forms():
+    import jax
+    import jax.numpy as jnp
+    import pytest
+
+    from ctl_jax.nets.adafm_net import adafm_net
+
+    x = jax.random.uniform(jax.random.key(0), (1, 16, 16, 3))
+    net = adafm_net("tiny", residual=True)
+    params = net.init(jax.random.key(1), x)["params"]
+    params["hr_conv1"] = jax.tree.map(jnp.zeros_like, params["hr_conv1"])  # the correction is zero ...
+    np.testing.assert_array_equal(net.apply({"params": params}, x), x)    # ... so the output is the input
+    plain = adafm_net("tiny")
+    assert jax.tree.structure(plain.init(jax.random.key(1), x)) == jax.tree.structure({"params": params})
+    sr = adafm_net("tiny", upscale=4)
+    assert sr.apply(sr.init(jax.random.key(1), x), x).shape == (1, 64, 64, 3)
+    with pytest.raises(ValueError, match="residual=True needs upscale=1"):
+        adafm_net("tiny", upscale=2, residual=True).init(jax.random.key(1), x)

@@ -11,7 +11,9 @@ Official layout (hejingwenhejingwen/AdaFM, ``AdaResNet``), NHWC, channels C (1 g
 No global input skip; convs have biases, no normalisation. Input (N, H, W, C) in [0, 1] with H, W
 even; output the same shape. With ``upscale`` s = 2 or 4 it is the super-resolution form: fea has
 stride 1 (the body runs on the low-resolution input) and up repeats log2(s) times, so the output
-is (N, sH, sW, C). Each residual block is a :class:`ResBlock` submodule named ``block_<i>``
+is (N, sH, sW, C). ``residual=True`` (not in the paper) adds the input to the output, so the
+network learns the correction only: it keeps colours the training photos rarely show and trains
+faster at CPU scale. Each residual block is a :class:`ResBlock` submodule named ``block_<i>``
 (a call that feature-space tuners can intercept) whose parameters keep flat names
 (``block_<i>_conv_a``, ``adafm_block_<i>_a``, ...). AdaFM slots exist only when ``adafm_kernel`` is set:
 ``adafm_placement="official"`` puts them after the two convs of every block and after LR_conv
@@ -72,6 +74,7 @@ class AdaFMNet(nn.Module):
     adafm_kernel: int | None = None
     adafm_placement: str = "official"
     upscale: int = 1
+    residual: bool = False
 
     @nn.compact
     def __call__(self, x):
@@ -96,7 +99,12 @@ class AdaFMNet(nn.Module):
             h = optional(Conv3x3(4 * nf, name=f"up_conv{suffix}")(h), f"up{suffix}")
             h = nn.relu(pixel_shuffle(h, 2))
         h = nn.relu(optional(Conv3x3(nf, name="hr_conv0")(h), "hr0"))
-        return Conv3x3(self.channels, name="hr_conv1")(h)
+        out = Conv3x3(self.channels, name="hr_conv1")(h)
+        if self.residual:  # a global input skip (not in the paper): the net predicts output - input
+            if self.upscale != 1:
+                raise ValueError("AdaFMNet residual=True needs upscale=1 (the input and output sizes must match)")
+            out = out + x
+        return out
 
 
 VARIANTS = {

@@ -30,7 +30,7 @@ class NetworkSpec:
     channels: int = 3
     adafm_kernel: int | None = None
     condition_channels: int = 0  # decouple_net only: baseline [18]'s gamma input channels
-    residual: bool = False       # decouple_net, ffdnet: add the input image to the output
+    residual: bool = False       # adafm_net, decouple_net, ffdnet: add the input image to the output
     upscale: int = 1             # adafm_net only: super-resolution output scale (2 or 4)
 
     def build(self):
