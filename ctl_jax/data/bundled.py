@@ -16,13 +16,9 @@ saturated reds, oranges, blues and greens and few grey pixels, and the test set 
   saturation, a synthetic image: the training set's saturated greens, yellows and cyans), and one
   grey texture, ``grass`` 512x512.
 
-Colour statistics of the training set (a pixel is grey when its channels lie within 12 grey levels,
-green when G > R + 20 and G > B + 20), averaged per image as ``PatchSampler`` draws them: 30% grey,
-3.1% green (the previous set, five of its ten images grey: 60% grey, 0.1% green). ``PatchSampler``
-also permutes the colour channels of every patch, so each hue is seen in six versions. Measured with
-``ctl_jax.eval.colour`` on the demo's stage-1 network (AdaFM-Net small, sigma 20), the worst
-per-channel mean error on flat saturated patches fell from 69 to 2 grey levels with this set and
-the channel permutation.
+The training set is chosen for colour coverage (saturated greens, yellows, cyans, skin tones) and
+``PatchSampler`` permutes the colour channels of every patch, so each hue is seen in six versions;
+experiments/README.md has the colour statistics and the colour check they fixed.
 
 Left out: ``hubble_deep_field`` (nearly all black), ``stereo_motorcycle``'s right view (the left one's
 scene again), the grey photos ``camera``, ``moon``, ``coins`` and textures ``brick``, ``gravel``, and

@@ -26,9 +26,8 @@ Parameter layout, for importing those files: ``conv_i/kernel`` (3, 3, C_in, C_ou
 as H x W x C_in x C_out and correlates, as ``nn.Conv`` does; h5py shows the axes reversed). The
 sub-images follow the authors' ``vl_nnSubP`` (MATLAB, column-major): channel ``4c + 2j + i`` holds
 pixel ``(2h + i, 2w + j)`` of colour ``c`` (PyTorch's ``PixelUnshuffle`` has ``4c + 2i + j``), and
-the map is the last input channel of ``conv_0``. Checked with the released weights loaded this way
-(h5py arrays transposed (3, 2, 1, 0)): sigma 25, odd sizes edge-padded, output rounded to 8 bits,
-BSD68 29.19 dB and CBSD68 31.20 dB (published 29.19 / 31.21); in PyTorch's order about 1.5-1.8 dB less.
+the map is the last input channel of ``conv_0``. The released weights load into this layout with the
+h5py arrays transposed (3, 2, 1, 0) and no other change (an importer is still to be written).
 """
 
 from __future__ import annotations
