@@ -12,6 +12,6 @@ from ctl_jax.nets import AdaFM as AdaFMLayer
 from ctl_jax.nets import AdaFMNet, CFSNetMain, DnCNN, adafm_net, cfsnet_main
 from ctl_jax.control import Control, as_control
 from ctl_jax.tuners import (DNI, FTN, TUNERS, AdaFM, Tuner, apply_at_alpha, apply_tuned, apply_with_alpha_map,
-                            insert_adafm_slots, interpolate, lerp, make_tuner)
+                            hyper_head, hyper_trunk, insert_adafm_slots, interpolate, lerp, make_tuner)
 
 __version__ = "0.1.0"

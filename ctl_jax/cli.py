@@ -204,7 +204,7 @@ def _control_of(args, model, size):
         raise ValueError("--operator is for operator models (train-ops); this model restores degradations")
     values = args.alpha
     if values is None and operators is not None:
-        values = model.task.control_for(args.level, args.operator)
+        values = model.task.control_for(args.level, args.operator, clamp=args.clamp)
     elif values is None:
         values = np.ravel(model.task.control_for(model.task.check_levels(args.level)))
     if len(values) != model.control_dim:
@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of --alpha: the degradation level(s) to restore (e.g. sigma 50), or an operator "
                         "model's parameter (e.g. lambda = 0.02 for l0, within the operator's range)")
     p.add_argument("--operator", help="operator models trained on several operators: which one to imitate")
+    p.add_argument("--clamp", action="store_true", help="operator models: clip --param into the operator's range "
+                   "instead of refusing it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_apply)
 
