@@ -71,7 +71,6 @@ def _log(message: str) -> None:
 def run_experiment(config: dict, out_dir) -> dict:
     """Run (or resume) the experiment in ``config`` into ``out_dir``; returns {method: SweepResult}."""
     from ctl_jax.eval.report import write_report
-    from ctl_jax.eval.sweep import sweep
     from ctl_jax.tasks import make_task
     from ctl_jax.train.loop import TrainConfig
     from ctl_jax.train.runs import load_run
@@ -101,8 +100,8 @@ def run_experiment(config: dict, out_dir) -> dict:
         _log(f"{tuner.name} ({tuner.kind}): tuning {where}")
         train_tuner(tuner, task, sampler2, out / tuner.name, stage2, base_workdir=out / "base", spec=spec)
         model = tuned[tuner.name] = load_run(out / tuner.name)
-        results[tuner.name] = sweep(model, images, sweep_cfg["levels"], alphas, seed=sweep_cfg.get("seed", 0),
-                                    image_names=names)
+        results[tuner.name] = cached_sweep(out / tuner.name, model, images, sweep_cfg["levels"], alphas,
+                                           seed=sweep_cfg.get("seed", 0), image_names=names)
     if config.get("from_scratch"):
         results["from scratch"] = _from_scratch(spec, task, sweep_cfg, stage1, sampler1, out, images, names)
 
@@ -112,6 +111,29 @@ def run_experiment(config: dict, out_dir) -> dict:
     _write_figures(config, tuned, report, images, task, alphas)
     _log(f"done in {time.perf_counter() - start:.0f} s; report in {report}")
     return results
+
+
+def cached_sweep(run_dir, model, images, levels, controls, **kwargs):
+    """``sweep`` whose result is kept in ``run_dir/sweep.json`` (keyed by the run's step, levels,
+    controls, images and options), so a re-run or an interrupted experiment does not sweep again."""
+    import hashlib
+    import json
+
+    from ctl_jax.eval.report import write_text_atomic
+    from ctl_jax.eval.sweep import SweepResult, sweep
+
+    key = hashlib.sha256(json.dumps([model.step, np.asarray(levels, float).tolist(),
+                                     np.asarray(controls, float).tolist(), sorted(kwargs.items(), key=str),
+                                     [hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]],
+                                    default=str).encode()).hexdigest()
+    path = pathlib.Path(run_dir) / "sweep.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get(key):
+            return SweepResult.from_dict(stored[key])
+    result = sweep(model, images, levels, controls, **kwargs)
+    write_text_atomic(path, json.dumps({key: result.to_dict()}))
+    return result
 
 
 def alpha_grid(alphas) -> np.ndarray:
@@ -132,7 +154,7 @@ def _from_scratch(spec, task, sweep_cfg, stage1, sampler, out, images, names):
     """
     import dataclasses
 
-    from ctl_jax.eval.sweep import METRICS, SweepResult, sweep
+    from ctl_jax.eval.sweep import METRICS, SweepResult
     from ctl_jax.train.runs import load_run
     from ctl_jax.train.supervised import train_base
 
@@ -143,11 +165,13 @@ def _from_scratch(spec, task, sweep_cfg, stage1, sampler, out, images, names):
         else:
             workdir = out / f"scratch_{level:g}"
             _log(f"from scratch: {spec.name} at {task.label([level])}")
-            train_base(spec, dataclasses.replace(task, level_a=(float(level),)), sampler, workdir, stage1)
+            other = task.level_a if float(level) == task.level_b[0] else task.level_b  # A and B must differ
+            train_base(spec, dataclasses.replace(task, level_a=(float(level),), level_b=other), sampler, workdir,
+                       stage1)
         base = load_run(workdir)
         base = dataclasses.replace(base, task=task)  # evaluated on the experiment's task
-        rows.append(sweep(base, images, [level], [0.0], seed=sweep_cfg.get("seed", 0), name="from scratch",
-                          image_names=names))
+        rows.append(cached_sweep(workdir, base, images, [level], [0.0], seed=sweep_cfg.get("seed", 0),
+                                 name="from scratch", image_names=names))
     return SweepResult(level_grid=np.concatenate([r.level_grid for r in rows]), control_grid=[[0.0]],
                        task=task.to_dict(), **{m: np.concatenate([r.metric(m) for r in rows]) for m in METRICS},
                        name="from scratch", image_names=tuple(names), seed=rows[0].seed)
