@@ -2,9 +2,10 @@
 
     ctl-jax run --config experiments/demo.py --out runs/demo
 
-Trains a small AdaFM-Net (with a global input skip, which keeps colours) at sigma=20, tunes FTN-gc16, AdaFM and DNI to sigma=80, sweeps alpha at
-sigma 20/40/60/80 and writes runs/demo/report (sweep.json, sweep.md, PSNR-vs-alpha plots, image
-strips, a per-pixel demo with alpha rising left to right). Presets: "cpu" (default) and "smoke"
+Trains a small AdaFM-Net (with a global input skip, which keeps colours) at sigma=20, tunes
+FTN-gc16, AdaFM and DNI to sigma=80, sweeps alpha at sigma 20/40/60/80 and writes runs/demo/report
+(sweep.json, sweep.md, PSNR-vs-alpha plots, image strips, a per-pixel demo with alpha rising left to
+right, colour.md). Presets: "cpu" (default) and "smoke"
 (seconds; for tests).
 """
 
