@@ -362,3 +362,15 @@ def test_super_resolution_task_trains_tunes_and_sweeps_with_a_larger_output(tmp_
     assert low.shape == (16, 16, 3) and model(low[None], 0.5).shape == (1, 32, 32, 3)
     result = sweep(model, [ToySampler().images[0]], [5, 30], [0.0, 1.0], progress=False)
     assert result.psnr.shape == (2, 2) and np.all(np.isfinite(result.psnr)) and result.input_psnr is None
+
+
+def test_a_run_written_before_a_field_was_added_still_resumes(tmp_path):
+    """Stored metas lack the network and task fields added later (here: upscale, fixed); their
+    defaults must count as equal, or every earlier run would be refused as 'a different run'."""
+    train_base(SPEC, DEG, ToySampler(), tmp_path, config(steps=3, ckpt_every=3))
+    meta_file = checkpoint_dir(tmp_path) / "3" / "meta" / "metadata"
+    stored = json.loads(meta_file.read_text())
+    del stored["network"]["upscale"], stored["task"]["fixed"]
+    meta_file.write_text(json.dumps(stored))
+    params = train_base(SPEC, DEG, ToySampler(), tmp_path, config(steps=6, ckpt_every=3))["params"]
+    assert all_finite(params) and load_run(tmp_path).step == 6

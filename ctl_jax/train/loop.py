@@ -137,19 +137,21 @@ class CompiledStage:
     opt_state_shape: Callable  # trainable template -> optimizer state template (for restores)
 
 
-def train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, workdir, config: TrainConfig):
+def train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, workdir, config: TrainConfig,
+               normalise_meta: Callable = lambda meta: meta):
     """Train for ``config.steps`` steps in ``workdir`` (resuming if possible); returns the trainable tree.
 
     ``compile_fns(replicated, batch_sharding) -> CompiledStage``; ``make_feed(batch_sharding)`` returns
     ``feed(i)``, the (sharded) batch arrays of step ``i``. ``frozen``: a dict of trees every step
     reads and none changes (``{"theta0": base}`` for a tuned run, ``{}`` otherwise); it is saved in
-    every checkpoint, so the run folder is self-contained.
+    every checkpoint, so the run folder is self-contained. ``normalise_meta`` maps a stored meta to
+    the form it is compared in before a resume (e.g. with fields added since it was written).
     """
     _, replicated, batch_sharding = data_parallel_mesh(config.batch_size)
     workdir = Path(workdir)
     found = latest_meta(workdir)  # read-only: a refused run leaves the workdir untouched
     if found is not None:
-        check_compatible(found, meta, workdir)
+        check_compatible(normalise_meta(found), normalise_meta(meta), workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
     fns = compile_fns(replicated, batch_sharding)
@@ -164,7 +166,7 @@ def train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, w
         start = ckpt.latest_step() or 0
         if start:
             state = ckpt.restore(template, frozen or None, fns.opt_state_shape(template), data_key,
-                                 sharding=replicated, expect=meta)
+                                 sharding=replicated)  # the latest meta was checked above
             trainable, opt_state, data_key = state["trainable"], state["opt_state"], state["rng"]
             frozen = state["frozen"] or {}
         else:

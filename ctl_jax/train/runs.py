@@ -71,6 +71,20 @@ class RunMeta:
         return NetworkSpec.from_dict(self.network)
 
 
+def normalise_meta(meta: dict) -> dict:
+    """A stored meta with its network and task rewritten in today's form (fields added since it was
+    written take their defaults), so that adding a field with a default never breaks a resume."""
+    from ctl_jax.tasks import make_task
+
+    out = dict(meta)
+    try:
+        out["network"] = NetworkSpec.from_dict(meta["network"]).to_dict()
+        out["task"] = json.loads(json.dumps(make_task(meta["task"]).to_dict()))
+    except (KeyError, TypeError, ValueError):
+        pass  # not a run of this kind: compared as stored
+    return out
+
+
 def task_from_dict(d: dict):
     """The task a meta or config describes ({"kind": "restoration" | "operators", ...})."""
     from ctl_jax.tasks import make_task

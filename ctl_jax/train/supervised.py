@@ -29,7 +29,7 @@ from ctl_jax.losses import weighted_loss
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import checkpoint_dir, latest_meta
 from ctl_jax.train.loop import CompiledStage, TrainConfig, optimizer_of, train_loop
-from ctl_jax.train.runs import RunMeta, load_run
+from ctl_jax.train.runs import RunMeta, load_run, normalise_meta
 from ctl_jax.train.steps import micro_batch_mean
 from ctl_jax.tuners import Tuner, make_tuner, tuner_to_spec
 from ctl_jax.tuners.trees import param_template
@@ -136,7 +136,7 @@ def _feed(stage: Stage, sampler, config: TrainConfig, batch_sharding):
 
 def _run(stage: Stage, sampler, frozen: dict, workdir, config: TrainConfig, base: dict | None = None):
     return train_loop(functools.partial(compile_stage, stage), functools.partial(_feed, stage, sampler, config),
-                      frozen, stage.meta(config, base), workdir, config)
+                      frozen, stage.meta(config, base), workdir, config, normalise_meta)
 
 
 def train_base(spec: NetworkSpec, task, sampler, workdir, config: TrainConfig):
