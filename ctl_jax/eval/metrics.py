@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import operator
 
-import dm_pix
 import jax.numpy as jnp
 
 # MATLAB rgb2ycbcr, Y row: Y = 16 + 65.481 R + 128.553 G + 24.966 B for R, G, B in [0, 1],
@@ -125,6 +124,8 @@ def psnr(a, b, *, border: int = 0, y_channel: bool = False, data_range: float = 
       Shape (N,) for batches, a scalar for a single image.
     """
     a, b = _prepare(a, b, border, y_channel)
+    import dm_pix  # imported where used: it pulls in chex (DESIGN.md principle 9)
+
     return 10.0 * jnp.log10(data_range ** 2 / dm_pix.mse(a, b))
 
 
@@ -162,5 +163,7 @@ def ssim(a, b, *, border: int = 0, y_channel: bool = False, data_range: float = 
     h, w = a.shape[-3], a.shape[-2]
     if min(h, w) < SSIM_WINDOW:
         raise ValueError(f"ssim needs H, W >= {SSIM_WINDOW} after the border crop; got H={h}, W={w}")
+    import dm_pix
+
     return dm_pix.ssim(a, b, max_val=data_range, filter_size=SSIM_WINDOW, filter_sigma=SSIM_SIGMA,
                        k1=SSIM_K1, k2=SSIM_K2)
