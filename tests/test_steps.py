@@ -10,7 +10,8 @@ from ctl_jax.nets.adafm_net import AdaFMNet
 from ctl_jax.losses import l2_loss
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.loop import TrainConfig
-from ctl_jax.train.steps import make_base_step, make_tune_step, micro_batch_count, micro_batch_mean, start_tuning
+from ctl_jax.train.steps import (count_equations, make_base_step, make_tune_step, micro_batch_count, micro_batch_mean,
+                                 start_tuning)
 from ctl_jax.tuners import AdaFM, insert_adafm_slots
 
 
@@ -45,21 +46,40 @@ def test_auto_micro_batches_off_cpu_is_one_and_explicit_counts_are_checked():
 
 
 def test_chunks_are_contiguous_blocks_of_every_shard():
-    seen = []
+    """Chunk i is the i-th block of every shard: the mean of each chunk's first and largest values
+    tells which samples each chunk held (a tree-valued loss is averaged leaf by leaf)."""
+    def first_and_max(x):
+        return {"first": x[0], "max": jnp.max(x)}
 
-    def record(x):
-        seen.append(np.asarray(x).tolist())
-        return jnp.mean(x)
+    x = jnp.arange(8.0)  # shard 0 holds 0..3, shard 1 holds 4..7
+    two_shards = micro_batch_mean(first_and_max, (x,), micro_batches=2, shards=2)  # chunks [0 1 4 5], [2 3 6 7]
+    assert float(two_shards["first"]) == 1 and float(two_shards["max"]) == 6
+    one_shard = micro_batch_mean(first_and_max, (x,), micro_batches=4, shards=1)   # [0 1], [2 3], [4 5], [6 7]
+    assert float(one_shard["first"]) == 3 and float(one_shard["max"]) == 4
+    whole = micro_batch_mean(first_and_max, (x,), micro_batches=1, shards=4)
+    assert float(whole["first"]) == 0 and float(whole["max"]) == 7
+    with pytest.raises(ValueError, match="does not split into 2 shard"):
+        micro_batch_mean(first_and_max, (jnp.arange(6.0),), micro_batches=2, shards=2)
 
-    x = jnp.arange(8.0)
-    assert float(micro_batch_mean(record, (x,), micro_batches=2, shards=2)) == pytest.approx(3.5)
-    assert seen == [[0, 1, 4, 5], [2, 3, 6, 7]]  # shard 0 holds 0..3, shard 1 holds 4..7
-    seen.clear()
-    micro_batch_mean(record, (x,), micro_batches=4, shards=1)
-    assert seen == [[0, 1], [2, 3], [4, 5], [6, 7]]
-    seen.clear()
-    micro_batch_mean(record, (x,), micro_batches=1, shards=4)
-    assert seen == [list(range(8))]
+
+def test_auto_bound_merges_chunks_of_a_large_loss():
+    """With ``max_equations`` the chunks merge into the largest count whose unrolled copies of the
+    traced loss fit the bound; the compiled program holds one convolution per chunk."""
+    w = jax.random.normal(jax.random.key(0), (3, 3, 2, 2))
+
+    def loss(x):
+        return jnp.mean(jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+
+    x = jax.random.normal(jax.random.key(1), (8, 6, 6, 2))
+    size = count_equations(jax.make_jaxpr(loss)(x[:1]).jaxpr)
+
+    def convs(max_equations):
+        f = jax.jit(lambda x: micro_batch_mean(loss, (x,), 8, 1, max_equations))
+        np.testing.assert_allclose(f(x), loss(x), rtol=1e-5, atol=1e-6)
+        return f.lower(x).as_text().count("stablehlo.convolution")
+
+    assert convs(None) == 8 and convs(8 * size) == 8
+    assert convs(4 * size) == 4 and convs(3 * size) == 2 and convs(size) == 1 and convs(0) == 1
 
 
 def test_micro_batched_steps_give_the_full_batch_update():

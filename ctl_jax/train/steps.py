@@ -6,8 +6,11 @@ equal-sized chunks, and no network here has batch statistics), but XLA now sees 
 forward/backward chains that it runs concurrently, each on cache-sized tensors. On a 2-core CPU
 this makes the AdaFM-Net step (nb=16, nf=64, batch 16 of 96x96, 8 chunks) 20-29% faster in stage
 1 and 32-37% in stage 2; chunks of fewer than about 16k pixels make weight-gradient convs slower
-instead. On GPU/TPU one large batch is better. ``python benchmarks/train_step.py --micro-batches 1
-2 4 8`` measures it.
+instead. On GPU/TPU one large batch is better. The chunks are unrolled (one copy of the loss per
+chunk in the compiled program), and XLA's compile time grows faster than the program: the "auto"
+choice merges chunks while their count times the loss's size exceeds ``MAX_UNROLLED_EQUATIONS``
+(:func:`micro_batch_mean`), which keeps every first step fast. ``python benchmarks/train_step.py
+--micro-batches 1 2 4 8`` measures the step, ``python benchmarks/compile_time.py`` the first step.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import optax
 
@@ -22,6 +26,11 @@ from ctl_jax.losses import check_terms, weighted_loss
 
 MAX_AUTO_MICRO_BATCHES = 8
 MIN_AUTO_CHUNK_PIXELS = 16_384  # input pixels per chunk ("auto"): smaller chunks slowed stage 1 of small nets
+# "auto" unrolls at most this many equations of the traced loss (one chunk's count times the chunks,
+# sub-jaxprs included). The 189-equation AdaFM-Net loss is unrolled 8 times; the AdaFM stage 2 loss
+# (its depthwise slots are shifted sums, about 6,200 equations) runs as one batch instead of taking
+# about a minute to compile (benchmarks/compile_time.py).
+MAX_UNROLLED_EQUATIONS = 8_000
 
 
 def check_micro_batches(requested) -> None:
@@ -53,25 +62,60 @@ def micro_batch_count(per_device_batch: int, sample_pixels: int, requested: int 
     return requested
 
 
-def micro_batch_mean(loss_of_batch, arrays, micro_batches: int = 1, shards: int = 1):
+def micro_batch_mean(loss_of_batch, arrays, micro_batches: int = 1, shards: int = 1,
+                     max_equations: int | None = None):
     """``mean_i loss_of_batch(*chunk_i)`` over ``micro_batches`` equal chunks of ``arrays``.
 
     ``arrays``: a tuple of arrays sharing the leading batch axis B (B divisible by
     ``shards * micro_batches``). The batch is taken to be sharded in ``shards`` contiguous blocks
     (one per device); chunk i is the i-th contiguous sub-block of every shard, so each chunk stays
     evenly sharded and splitting needs no communication. For a loss that is a mean over the batch
-    this equals ``loss_of_batch(*arrays)`` up to float rounding.
+    this equals ``loss_of_batch(*arrays)`` up to float rounding. The loss is traced once and its
+    program repeated for every chunk.
+
+    ``max_equations`` (the "auto" choice passes ``MAX_UNROLLED_EQUATIONS``): use the largest
+    divisor of ``micro_batches`` whose chunks together hold at most this many equations of the
+    traced loss (:func:`count_equations`); 1 runs the whole batch at once.
     """
     if micro_batches == 1:
         return loss_of_batch(*arrays)
+    for x in arrays:
+        if x.shape[0] % (shards * micro_batches):
+            raise ValueError(f"a batch of {x.shape[0]} does not split into {shards} shard(s) x "
+                             f"{micro_batches} micro-batches")
+    loss, out_tree = _trace_on_chunks(loss_of_batch, arrays, micro_batches)
+    if max_equations is not None:
+        size = count_equations(loss.jaxpr)
+        fits = max([n for n in range(1, micro_batches + 1) if micro_batches % n == 0 and n * size <= max_equations],
+                   default=1)
+        if fits == 1:
+            return loss_of_batch(*arrays)
+        if fits < micro_batches:
+            micro_batches = fits
+            loss, out_tree = _trace_on_chunks(loss_of_batch, arrays, micro_batches)
 
     def chunk(x, i):
         per = x.shape[0] // (shards * micro_batches)
         blocks = x.reshape(shards, micro_batches, per, *x.shape[1:])
         return blocks[:, i].reshape(shards * per, *x.shape[1:])
 
-    losses = [loss_of_batch(*(chunk(x, i) for x in arrays)) for i in range(micro_batches)]
-    return sum(losses) / micro_batches
+    run = jax.extend.core.jaxpr_as_fun(loss)
+    outputs = [jax.tree.unflatten(out_tree, run(*(chunk(x, i) for x in arrays))) for i in range(micro_batches)]
+    return jax.tree.map(lambda *values: sum(values) / micro_batches, *outputs)
+
+
+def _trace_on_chunks(loss_of_batch, arrays, micro_batches: int):
+    """``loss_of_batch`` traced once at the shapes of one chunk: (ClosedJaxpr, output treedef)."""
+    shapes = [jax.ShapeDtypeStruct((x.shape[0] // micro_batches, *x.shape[1:]), x.dtype) for x in arrays]
+    closed, out_shape = jax.make_jaxpr(loss_of_batch, return_shape=True)(*shapes)
+    return closed, jax.tree.structure(out_shape)
+
+
+def count_equations(jaxpr) -> int:
+    """Equations of ``jaxpr``, those of the jaxprs in their parameters included: a proxy for the
+    size of the compiled program."""
+    return sum(1 + sum(count_equations(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params))
+               for eqn in jaxpr.eqns)
 
 
 def _loss_fn(loss):
@@ -86,6 +130,11 @@ def _update(loss_of, optimizer, params, opt_state):
     loss, grads = jax.value_and_grad(loss_of)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
+
+def _max_equations(requested) -> int | None:
+    """The unrolled-size bound of :func:`micro_batch_mean` for a requested count: "auto" bounds it."""
+    return MAX_UNROLLED_EQUATIONS if requested == "auto" else None
 
 
 def make_base_step(model, optimizer: optax.GradientTransformation, loss="l1", micro_batches: int | str = "auto",
@@ -106,7 +155,7 @@ def make_base_step(model, optimizer: optax.GradientTransformation, loss="l1", mi
 
         def loss_of(theta):
             return micro_batch_mean(lambda x, y: loss_fn(model.apply({"params": theta}, x), y),
-                                    (degraded, clean), n, shards)
+                                    (degraded, clean), n, shards, _max_equations(micro_batches))
 
         return _update(loss_of, optimizer, theta, opt_state)
 
@@ -131,7 +180,7 @@ def make_tune_step(model, tuner, optimizer: optax.GradientTransformation, loss="
 
         def loss_of(phi):
             return micro_batch_mean(lambda x, y: loss_fn(tuner.apply(model, theta0, phi, x, control), y),
-                                    (degraded, clean), n, shards)
+                                    (degraded, clean), n, shards, _max_equations(micro_batches))
 
         return _update(loss_of, optimizer, phi, opt_state)
 

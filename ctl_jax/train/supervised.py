@@ -30,7 +30,7 @@ from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import checkpoint_dir, latest_meta
 from ctl_jax.train.loop import CompiledStage, TrainConfig, optimizer_of, train_loop
 from ctl_jax.train.runs import RunMeta, load_run, normalise_meta
-from ctl_jax.train.steps import micro_batch_mean
+from ctl_jax.train.steps import MAX_UNROLLED_EQUATIONS, micro_batch_mean
 from ctl_jax.tuners import Tuner, make_tuner, tuner_to_spec
 from ctl_jax.tuners.trees import param_template
 
@@ -48,12 +48,14 @@ class Stage:
     loss: tuple                 # (name, weight) terms
     micro_batches: int
     shared_control: bool = False  # one control per batch (the first sample's): hypernetworks' fast path
+    max_equations: int | None = None  # micro_batch_mean's bound on the unrolled loss ("auto" micro-batches)
 
     @classmethod
     def of(cls, spec, tuner, task, target, config: TrainConfig, shared_control=False) -> "Stage":
         input_shape = task.input_shape(config.patch_size, spec.channels, target)
         return cls(spec, tuner, task, target, input_shape, config.optimizer_settings(), config.loss or task.loss,
-                   config.micro_batch_count(input_shape), shared_control)
+                   config.micro_batch_count(input_shape), shared_control,
+                   MAX_UNROLLED_EQUATIONS if config.micro_batches == "auto" else None)
 
     def meta(self, config: TrainConfig, base: dict | None = None) -> dict:
         return RunMeta(network=self.spec.to_dict(), tuner=tuner_to_spec(self.tuner) if self.tuner else None,
@@ -82,7 +84,8 @@ def stage_loss(stage: Stage, model, params, frozen: dict, batch, shards: int = 1
     def one(x, y, c):
         return weighted_loss(stage.loss, predict(stage, model, params, frozen, x, c), y)
 
-    return micro_batch_mean(one, (batch.input, batch.target, batch.control), stage.micro_batches, shards)
+    return micro_batch_mean(one, (batch.input, batch.target, batch.control), stage.micro_batches, shards,
+                            stage.max_equations)
 
 
 @functools.lru_cache(maxsize=16)
