@@ -51,8 +51,8 @@ def _kernel_gradient(xp, g, k, dilation=1):
     """d/d kernel of sum(g * _shifted_sum(xp, kernel, dilation)): (k, k, C).
 
     All k*k tap products go into one variadic reduction over (H, W), so XLA reads each tile of
-    xp and g once for every tap; separate per-tap reductions are about twice as slow on CPU, and
-    padding inside the reduction costs another 40%. The remaining sum over the batch is tiny.
+    xp and g once for every tap (separate per-tap reductions, or padding inside the reduction, were
+    slower on CPU). The remaining sum over the batch is tiny.
     """
     products = tuple(tap * g for tap in _taps(xp, k, dilation, g.shape[1], g.shape[2]))
     per_sample = jax.lax.reduce(products, (jnp.zeros((), g.dtype),) * len(products),
@@ -63,8 +63,8 @@ def _kernel_gradient(xp, g, k, dilation=1):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def depthwise_conv(x, kernel, dilation=1):
     """Depthwise 'SAME' correlation, (N, H, W, C) x (k, k, C) -> (N, H, W, C), as ``nn.Conv`` with
-    ``feature_group_count=C`` and ``kernel_dilation=dilation`` computes it. XLA's grouped
-    convolution is 20-50x slower on CPU."""
+    ``feature_group_count=C`` and ``kernel_dilation=dilation`` computes it, written as shifted
+    sums because XLA's grouped convolution is far slower on CPU (experiments/README.md)."""
     return _shifted_sum(_pad_same(x, kernel.shape[0], dilation), kernel, dilation)
 
 

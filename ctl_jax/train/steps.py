@@ -3,14 +3,13 @@
 Micro-batches: a step can split each device's share of the batch into ``micro_batches`` equal
 chunks and average their losses. The gradient is the full batch's (the losses are means over
 equal-sized chunks, and no network here has batch statistics), but XLA now sees independent
-forward/backward chains that it runs concurrently, each on cache-sized tensors. On a 2-core CPU
-this makes the AdaFM-Net step (nb=16, nf=64, batch 16 of 96x96, 8 chunks) 20-29% faster in stage
-1 and 32-37% in stage 2; chunks of fewer than about 16k pixels make weight-gradient convs slower
-instead. On GPU/TPU one large batch is better. The chunks are unrolled (one copy of the loss per
-chunk in the compiled program), and XLA's compile time grows faster than the program: the "auto"
-choice merges chunks while their count times the loss's size exceeds ``MAX_UNROLLED_EQUATIONS``
-(:func:`micro_batch_mean`), which keeps every first step fast. ``python benchmarks/train_step.py
---micro-batches 1 2 4 8`` measures the step, ``python benchmarks/compile_time.py`` the first step.
+forward/backward chains that it runs concurrently, each on cache-sized tensors, which makes
+large steps faster on a CPU; chunks of fewer than about 16k pixels make weight-gradient convs
+slower instead, and on GPU/TPU one large batch is better. The chunks are unrolled (one copy of the
+loss per chunk in the compiled program) and XLA's compile time grows faster than the program, so
+the "auto" choice also bounds the unrolled size (:func:`micro_batch_mean`). Measurements:
+experiments/README.md ("Training step speed"); ``python benchmarks/train_step.py --micro-batches 1
+2 4 8`` measures the step, ``python benchmarks/compile_time.py`` the first step.
 """
 
 from __future__ import annotations
@@ -27,9 +26,8 @@ from ctl_jax.losses import check_terms, weighted_loss
 MAX_AUTO_MICRO_BATCHES = 8
 MIN_AUTO_CHUNK_PIXELS = 16_384  # input pixels per chunk ("auto"): smaller chunks slowed stage 1 of small nets
 # "auto" unrolls at most this many equations of the traced loss (one chunk's count times the chunks,
-# sub-jaxprs included). The 189-equation AdaFM-Net loss is unrolled 8 times; the AdaFM stage 2 loss
-# (its depthwise slots are shifted sums, about 6,200 equations) runs as one batch instead of taking
-# about a minute to compile (benchmarks/compile_time.py).
+# sub-jaxprs included): the plain AdaFM-Net loss is unrolled 8 times, the AdaFM stage-2 loss (its
+# depthwise slots are shifted sums, 30x more equations) runs as one batch (benchmarks/compile_time.py).
 MAX_UNROLLED_EQUATIONS = 8_000
 
 
@@ -45,9 +43,8 @@ def micro_batch_count(per_device_batch: int, sample_pixels: int, requested: int 
 
     ``requested`` is a positive int dividing ``per_device_batch`` (ValueError otherwise) or
     ``"auto"``: 1 off CPU; on CPU the most chunks, at most 8, whose chunks still hold at least
-    16,384 input pixels (``sample_pixels`` = H * W of one network input). Measured on a 2-core
-    CPU (AdaFM-Net, all methods): batch 16 of 96x96 -> 8 chunks, 20-37% faster; batch 8 of
-    48x48 -> 1 (4 chunks made stage 1 40% slower). ``platform`` defaults to ``jax.default_backend()``.
+    16,384 input pixels (``sample_pixels`` = H * W of one network input): batch 16 of 96x96 -> 8
+    chunks, batch 8 of 48x48 -> 1. ``platform`` defaults to ``jax.default_backend()``.
     """
     check_micro_batches(requested)
     if requested == "auto":
