@@ -119,7 +119,7 @@ def cached_sweep(run_dir, model, images, levels, controls, **kwargs):
     import hashlib
     import json
 
-    from ctl_jax.eval.report import write_text_atomic
+    from ctl_jax.files import write_text_atomic
     from ctl_jax.eval.sweep import SweepResult, sweep
 
     key = hashlib.sha256(json.dumps([model.step, np.asarray(levels, float).tolist(),
@@ -215,7 +215,7 @@ def _write_colour_check(tuned: dict, report, images, task) -> None:
     import jax
 
     from ctl_jax.eval.colour import colour_check, colour_table
-    from ctl_jax.eval.report import write_text_atomic
+    from ctl_jax.files import write_text_atomic
 
     if task.degradations != ("noise",) or getattr(task, "fixed", ()) or images[0].shape[-1] != 3:
         return

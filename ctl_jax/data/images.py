@@ -17,7 +17,6 @@ Conversions (all through Pillow, so results match what other Pillow code sees):
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ctl_jax.files import write_atomic
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CHANNELS = (1, 3)
@@ -147,17 +148,27 @@ def load_folder(folder: str | os.PathLike, channels: int, min_size: int = 0) -> 
     return images
 
 
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def check_output_suffix(path: str | os.PathLike) -> str:
+    """The Pillow format ``write_image`` uses for ``path`` (by its suffix, any case); ValueError otherwise."""
+    fmt = WRITE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write {path}: unsupported suffix {Path(path).suffix!r}; "
+                         f"use one of {', '.join(WRITE_FORMATS)}")
+    return fmt
+
+
 def write_image(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = False, quality: int = 95) -> None:
-    """Write a float (H, W, 1|3) array in [0, 1] as an 8-bit PNG or JPEG, chosen by suffix.
+    """Write a float (H, W, 1|3) array in [0, 1] as an 8-bit PNG, JPEG, BMP or TIFF, chosen by suffix.
 
     Values are scaled by 255, rounded and clipped to 0..255. ``quality`` (1..100) is used for JPEG
-    only. Raises FileExistsError naming the path if it exists and ``overwrite`` is False.
+    only. The file is written atomically (``ctl_jax.files.write_atomic``): a failed write leaves
+    the file that was there before intact. Raises FileExistsError naming the path if it exists
+    and ``overwrite`` is False.
     """
-    path = Path(path)
-    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
-    fmt = formats.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"cannot write {path}: suffix must be one of {', '.join(formats)}")
+    fmt = check_output_suffix(path)
     array = np.asarray(array)
     if array.ndim != 3 or array.shape[-1] not in CHANNELS:
         raise ValueError(f"expected an (H, W, 1) or (H, W, 3) array; got shape {array.shape}")
@@ -167,14 +178,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool =
         raise ValueError(f"cannot write {path}: the array holds NaN or infinite values")
     pixels = np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **({"quality": int(quality)} if fmt == "JPEG" else {}))
-    try:
-        # "x" creates the file only if it does not exist, so there is no check-then-write race.
-        with open(path, "wb" if overwrite else "xb") as file:
-            file.write(buffer.getvalue())
-    except FileExistsError:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it") from None
+    options = {"quality": int(quality)} if fmt == "JPEG" else {}
+    write_atomic(path, lambda file: image.save(file, format=fmt, **options), overwrite=overwrite)
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:

@@ -32,11 +32,14 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path) -> str:
+    """Save ``fig`` as a PNG at ``path`` (atomically; the folder is created if missing)."""
+    from ctl_jax.files import write_atomic
+
     path = os.fspath(path)
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    write_atomic(path, lambda file: fig.savefig(file, format="png", bbox_inches="tight"))
     return path
 
 

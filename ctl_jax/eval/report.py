@@ -16,30 +16,16 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 import re
 from typing import Mapping
 
 import numpy as np
 
 from ctl_jax.eval.sweep import SweepResult
+from ctl_jax.files import write_text_atomic
 
 PSNR_DIGITS = 2
 SSIM_DIGITS = 4
-
-
-def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place: a failed write
-    never leaves a half-written file where the old one was."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_sweep_json(path) -> dict[str, SweepResult]:
