@@ -123,6 +123,37 @@ def test_read_errors(tmp_path):
         read_image(tmp_path / "text.png", 1)
 
 
+def _quadrants(height, width):
+    """uint8 (H, W, 3): four flat quadrants in distinct colours (survive JPEG; show any rotation or flip)."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    h, w = height // 2, width // 2
+    pixels[:h, :w], pixels[:h, w:] = (255, 0, 0), (0, 255, 0)
+    pixels[h:, :w], pixels[h:, w:] = (0, 0, 255), (255, 255, 255)
+    return pixels
+
+
+@pytest.mark.parametrize("orientation, clockwise_turns", [(6, 1), (8, 3), (3, 2), (1, 0)])
+def test_exif_orientation_is_applied_on_reading(tmp_path, orientation, clockwise_turns):
+    stored = _quadrants(40, 48)  # stored 40 high and 48 wide; orientations 6 and 8 show it 48 x 40
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    shown = np.rot90(stored, k=-clockwise_turns)  # what a viewer shows
+    image = read_image(path, 3)
+    assert image.shape == shown.shape
+    h, w = shown.shape[:2]
+    centres = np.ix_([h // 4, 3 * h // 4], [w // 4, 3 * w // 4])  # one pixel inside each quadrant
+    np.testing.assert_allclose(image[centres], shown[centres] / 255.0, atol=0.05)  # away from JPEG's seams
+    assert read_image(path, 1).shape[:2] == shown.shape[:2]
+
+
+def test_read_image_of_a_folder_says_it_is_a_folder(tmp_path):
+    (tmp_path / "photo.png").mkdir()
+    with pytest.raises(IsADirectoryError, match="photo.png is a folder, not an image file"):
+        read_image(tmp_path / "photo.png", 3)
+
+
 # ---------------------------------------------------------------- folders
 
 

@@ -2,6 +2,8 @@
 
 Conversions (all through Pillow, so results match what other Pillow code sees):
 
+- the EXIF orientation of a file is applied on reading (a photo a viewer shows upright comes out
+  upright; Pillow's ``ImageOps.exif_transpose``);
 - to 3 channels, grey is replicated into R, G and B;
 - to 1 channel, colour becomes luma with Pillow's ``"L"`` conversion
   (ITU-R 601: L = 0.299 R + 0.587 G + 0.114 B, rounded to 8 bits);
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ctl_jax.files import write_atomic
 
@@ -76,17 +78,21 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     """Read a PNG, JPEG, BMP or TIFF file as float32 (H, W, channels) in [0, 1].
 
     channels: 1 (grey) or 3 (RGB); see the module docstring for the conversions.
-    Raises FileNotFoundError if ``path`` does not exist, and UnreadableImageError (a ValueError)
-    naming the path if Pillow cannot decode it (corrupt, truncated, not an image).
+    The EXIF orientation tag, if any, is applied (the array is the image a viewer shows).
+    Raises FileNotFoundError if ``path`` does not exist, IsADirectoryError if it is a folder, and
+    UnreadableImageError (a ValueError) naming the path if Pillow cannot decode it (corrupt,
+    truncated, not an image).
     """
     check_channels(channels)
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not later
-            return convert_pil(image, channels)
+            return convert_pil(ImageOps.exif_transpose(image), channels)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise UnreadableImageError(f"cannot read image {path}: {err}") from err
 
