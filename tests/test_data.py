@@ -154,6 +154,22 @@ def test_read_image_of_a_folder_says_it_is_a_folder(tmp_path):
         read_image(tmp_path / "photo.png", 3)
 
 
+def test_float_images_on_the_0_255_scale_are_refused():
+    from ctl_jax.data.images import check_unit_scale
+    from ctl_jax.eval.sweep import check_images
+
+    scaled = random_image((20, 20, 3)) * 255
+    with pytest.raises(ValueError, match=r"PatchSampler image 0: .*\[0, 1\] scale; found values in \[.*, 25.\..*divide by 255"):
+        PatchSampler([scaled], 8, 2, seed=0)
+    with pytest.raises(ValueError, match="test image 0: .*divide by 255"):
+        check_images([scaled])
+    with pytest.raises(ValueError, match="divide by 255"):
+        write_image("unused.png", scaled)
+    check_unit_scale(random_image((4, 4, 3)) * 1.5 - 0.2, strict=False)  # unclipped noise or overshoot: kept
+    with pytest.raises(ValueError, match=r"found values in \[-0.2, 1.3\]$"):  # below 0: no 0..255 hint
+        check_unit_scale(np.array([-0.2, 1.3]))
+
+
 # ---------------------------------------------------------------- folders
 
 

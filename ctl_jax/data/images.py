@@ -46,6 +46,26 @@ def check_channels(channels: int) -> None:
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB); got {channels!r}")
 
 
+# Model inputs may carry unclipped noise and outputs may overshoot before clipping; but not this far:
+# noise of sigma 255 (the 0-255 scale's top level) has standard deviation 1 on the [0, 1] scale.
+LOOSE_LIMIT = 10.0
+
+
+def check_unit_scale(image, what: str = "the image", *, strict: bool = True) -> None:
+    """Raise a ValueError when a float image is not on the [0, 1] scale (e.g. 0..255 values).
+
+    strict: every value must lie in [0, 1] (clean images). Otherwise (degraded inputs with
+    unclipped noise, network outputs before clipping) only values beyond
+    [-LOOSE_LIMIT, 1 + LOOSE_LIMIT] are refused. NaN is not checked here.
+    """
+    lo, hi = float(np.nanmin(image)), float(np.nanmax(image))
+    low, high = (0.0, 1.0) if strict else (-LOOSE_LIMIT, 1.0 + LOOSE_LIMIT)
+    if lo < low or hi > high:
+        hint = "; for 0..255 images divide by 255" if hi > 2 else ""
+        raise ValueError(f"{what}: float images must be on the [0, 1] scale; found values in "
+                         f"[{lo:.4g}, {hi:.4g}]{hint}")
+
+
 def _has_alpha(image: Image.Image) -> bool:
     return "A" in image.getbands() or image.mode in ("RGBa", "La") or "transparency" in image.info
 
@@ -172,7 +192,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool =
     Values are scaled by 255, rounded and clipped to 0..255. ``quality`` (1..100) is used for JPEG
     only. The file is written atomically (``ctl_jax.files.write_atomic``): a failed write leaves
     the file that was there before intact. Raises FileExistsError naming the path if it exists
-    and ``overwrite`` is False.
+    and ``overwrite`` is False, and ValueError for arrays on the 0..255 scale (see ``check_unit_scale``).
     """
     fmt = check_output_suffix(path)
     array = np.asarray(array)
@@ -182,6 +202,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool =
         raise ValueError(f"expected a float array in [0, 1]; got dtype {array.dtype}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"cannot write {path}: the array holds NaN or infinite values")
+    check_unit_scale(array, f"the image for {path}", strict=False)
     pixels = np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
     options = {"quality": int(quality)} if fmt == "JPEG" else {}

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ctl_jax.data.images import check_unit_scale
+
 
 def _check_non_negative_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -23,8 +25,8 @@ class PatchSampler:
     their colour channels permuted.
 
     images: a non-empty sequence of (H, W, C) arrays with one C for all, each at least
-      ``patch_size`` in H and W; float in [0, 1] (kept as float32), or uint8 (kept as uint8 to
-      save memory and scaled by 1/255 per batch).
+      ``patch_size`` in H and W; float in [0, 1] (kept as float32; 0..255 floats are refused), or
+      uint8 (kept as uint8 to save memory and scaled by 1/255 per batch).
     patch_size, batch_size: positive ints. seed: non-negative int.
     augment: if True each patch gets one of the 8 flips/rotations of the square (identity,
       rotations by 90, 180, 270 degrees, and each of those after a horizontal flip, which also
@@ -75,6 +77,7 @@ class PatchSampler:
             return image
         if not np.issubdtype(image.dtype, np.floating):
             raise ValueError(f"image {index}: expected float in [0, 1] or uint8; got dtype {image.dtype}")
+        check_unit_scale(image, f"PatchSampler image {index}")
         return np.ascontiguousarray(image, dtype=np.float32)
 
     @property

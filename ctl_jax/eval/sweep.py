@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctl_jax.control import Control
+from ctl_jax.data.images import check_unit_scale
 from ctl_jax.eval.metrics import psnr, ssim
 
 STRATEGIES = ("vmap", "map", "loop")
@@ -61,9 +62,7 @@ def check_images(images) -> list[np.ndarray]:
             raise ValueError(f"image {i}: expected float values in [0, 1]; got dtype {image.dtype}")
         if image.shape[-1] != np.shape(images[0])[-1]:
             raise ValueError(f"image {i} has {image.shape[-1]} channels but image 0 has {np.shape(images[0])[-1]}")
-        lo, hi = float(image.min()), float(image.max())
-        if lo < 0 or hi > 1:
-            raise ValueError(f"image {i}: values must lie in [0, 1]; got [{lo:.3g}, {hi:.3g}]")
+        check_unit_scale(image, f"test image {i}")
         out.append(image.astype(np.float32))
     return out
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctl_jax.control import Control, as_control
+from ctl_jax.data.images import check_unit_scale
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import Checkpointer, CheckpointError, checkpoint_dir, describe
 from ctl_jax.tuners import make_tuner
@@ -106,7 +107,7 @@ def run_templates(meta: RunMeta):
 
 @dataclasses.dataclass(frozen=True)
 class ControllableModel:
-    """A trained model: ``model(x, control)`` with x (N, H, W, C) in [0, 1].
+    """A trained model: ``model(x, control)`` with x (N, H, W, C) in [0, 1] (0..255 floats are refused).
 
     control: a ``ctl_jax.Control`` (or a scalar alpha) in the run's control space: 0 = level A,
     1 = level B, per dimension. A base run ignores the control (it has one level).
@@ -134,6 +135,8 @@ class ControllableModel:
         return self.meta.input_shape[-1]
 
     def __call__(self, x, control=0.0):
+        if not isinstance(x, jax.core.Tracer):  # values are unknown under jit
+            check_unit_scale(x, "the model input", strict=False)
         x = jnp.asarray(x, jnp.float32)
         if self.tuner is None:
             as_control(control).check(x.shape[0], self.control_dim, "this base model")

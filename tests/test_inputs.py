@@ -1,0 +1,36 @@
+"""Inputs refused with one-line errors where they enter the library: float images on the 0..255 scale."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ctl_jax.nets.registry import NetworkSpec
+from ctl_jax.tasks import Restoration
+from ctl_jax.train.runs import ControllableModel, RunMeta
+
+SPEC = NetworkSpec(name="adafm_net", variant="tiny", channels=3)
+
+
+@pytest.fixture(scope="module")
+def base():
+    model = SPEC.build()
+    x = jnp.zeros((1, 16, 16, 3))
+    return model, model.init(jax.random.key(0), x)["params"], x
+
+
+def test_a_model_refuses_inputs_on_the_0_255_scale(base):
+    network, theta0, x = base
+    task = Restoration("noise", 20, 80)
+    meta = RunMeta(network=SPEC.to_dict(), tuner=None, stage="base", task=task.to_dict(), target="a", config={},
+                   input_shape=(1, 16, 16, 3))
+    model = ControllableModel(network, None, theta0, None, task, meta)
+    image = np.random.default_rng(0).random((1, 16, 16, 3), dtype=np.float32)
+    assert model(image).shape == (1, 16, 16, 3)
+    assert model(image + 0.5 * np.random.default_rng(1).standard_normal(image.shape)).shape == image.shape
+    with pytest.raises(ValueError, match=r"the model input: .*\[0, 1\] scale; found values in \[.*, 25.\..*\]; "
+                                         "for 0..255 images divide by 255"):
+        model(image * 255)
+    with pytest.raises(ValueError, match="divide by 255"):
+        model((image * 255).astype(np.uint8))
+    assert jax.jit(lambda v: model(v))(image).shape == image.shape  # traced inputs pass through
