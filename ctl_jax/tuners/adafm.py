@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ctl_jax.nets.layers import ADAFM_PREFIX
-from ctl_jax.tuners.base import ParameterTuner
+from ctl_jax.tuners.base import ParameterTuner, base_tree_as_phi
 from ctl_jax.tuners.trees import Params, flatten, path_str, unflatten
 
 
@@ -90,6 +90,9 @@ class AdaFM(ParameterTuner):
         return jax.tree.map(jnp.zeros_like, slots)
 
     def endpoint(self, phi: Params, theta0: Params) -> Params:
+        outside = next((p for p in flatten(phi) if not is_adafm_path(p)), None)
+        if outside is not None:  # phi holds the AdaFM slots only
+            raise base_tree_as_phi(self.name, f"{path_str(outside)}, outside the AdaFM slots")
         flat = flatten(theta0)
         for p, v in flatten(phi).items():
             if p not in flat:

@@ -62,6 +62,12 @@ class Tuner:
         return as_control(control).check(batch, self.control_dim, f"{self.name} ({self.kind})", self.pixel)
 
 
+def base_tree_as_phi(method: str, found: str) -> ValueError:
+    """The error for a base parameter tree (theta0) passed where a tuner's phi belongs."""
+    return ValueError(f"{method}: phi looks like a base parameter tree (theta0; it has {found}); pass the "
+                      "tuner's own parameters as phi (what its init returns, or a tuned run's phi)")
+
+
 class ParameterTuner(Tuner):
     """Endpoint methods: ``theta1 = endpoint(phi, theta0)``, the network at alpha runs with
     ``lerp(theta0, theta1, alpha)`` (DESIGN.md principle 2), exactly per pixel (principle 3)."""

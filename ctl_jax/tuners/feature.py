@@ -39,8 +39,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ctl_jax.tuners.base import Tuner
-from ctl_jax.tuners.trees import Params
+from ctl_jax.tuners.base import Tuner, base_tree_as_phi
+from ctl_jax.tuners.trees import Params, flatten, path_str
 
 # PyTorch's kaiming_normal_(fan_in) x 0.1 (untruncated), CFSNet's init for its convs and linears.
 cfsnet_init = nn.initializers.variance_scaling(2.0 * 0.1 ** 2, "fan_in", "normal")
@@ -163,6 +163,9 @@ class FeatureTuner(Tuner):
         """The base network with features mixed at every mixing point. x: (N, H, W, C); control: a
         D = 1 ``Control`` (or a scalar), global, per-sample or per-pixel (any map resolution)."""
         control = self.check_control(control, x.shape[0])
+        if not isinstance(phi, dict) or "points" not in phi:
+            leaves = [path_str(p) for p in flatten(phi)] if isinstance(phi, dict) else [type(phi).__name__]
+            raise base_tree_as_phi(self.name, f"{leaves[0] if leaves else 'nothing'} and no 'points'")
         mix, tuned = self.mixer(phi), phi["points"]
 
         def at_point(key, inputs, y):

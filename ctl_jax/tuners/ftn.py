@@ -27,7 +27,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ctl_jax.tuners.base import ParameterTuner
+from ctl_jax.tuners.base import ParameterTuner, base_tree_as_phi
 from ctl_jax.tuners.trees import Params, flatten, path_str, unflatten
 
 SPATIAL_KERNEL = 3  # kernel size of the depthwise convs of the "spatial" ablation
@@ -145,6 +145,9 @@ class FTN(ParameterTuner):
 
     def endpoint(self, phi: Params, theta0: Params) -> Params:
         """theta1: theta0 with every conv kernel f replaced by FTN(f); other leaves unchanged."""
+        network_leaf = next((p for p in flatten(phi) if p[-1] in ("kernel", "bias", "scale")), None)
+        if network_leaf is not None:  # FTN's own leaves are w_i, b_i and slope_i
+            raise base_tree_as_phi(self.name, path_str(network_leaf))
         flat = flatten(theta0)
         for p, leaf in flat.items():
             if is_conv_kernel(p, leaf):

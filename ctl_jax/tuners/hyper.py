@@ -24,7 +24,7 @@ import fnmatch
 import jax
 import jax.numpy as jnp
 
-from ctl_jax.tuners.base import Tuner
+from ctl_jax.tuners.base import Tuner, base_tree_as_phi
 from ctl_jax.tuners.trees import Params, flatten, param_template, path_str, unflatten
 
 PARTS = ("all", "in0", "out0")
@@ -228,5 +228,8 @@ class HyperTuner(Tuner):
 
     def apply(self, model, theta0, phi, x, control):
         control = self.check_control(control, x.shape[0])
+        if not isinstance(phi, dict) or set(phi) != {"shared", "fc"}:  # psi, as Hypernet.init makes it
+            found = ", ".join(sorted(map(str, phi))[:3]) if isinstance(phi, dict) else type(phi).__name__
+            raise base_tree_as_phi(self.name, f"{found} where psi has 'shared' and 'fc'")
         gamma = control.global_value() if control.is_global else control.per_sample_values(x.shape[0])
         return apply_hyper(model, self.hyper, phi, x, gamma, self.per_sample)
