@@ -143,9 +143,17 @@ def _levels_of(tokens, task) -> np.ndarray:
 
 
 def cmd_prepare_ops(args) -> None:
-    from ctl_jax.data.operator_pairs import prepare_operator_cache
+    from ctl_jax.data.images import check_channels
+    from ctl_jax.data.operator_pairs import check_positive_int, prepare_operator_cache
+    from ctl_jax.operators import get_operator
     from ctl_jax.pipeline import test_images
 
+    for option in ("crop", "per_image", "grid", "max_images"):  # before any image is read or folder made
+        if getattr(args, option) is not None:
+            check_positive_int("--" + option.replace("_", "-"), getattr(args, option))
+    check_channels(args.channels)
+    for name in args.operators:
+        get_operator(name)
     images, names = test_images({"test": args.data or "bundled-train", "max_test_images": args.max_images},
                                 args.channels)
     print(prepare_operator_cache(images, names, args.operators, args.out, per_image=args.per_image,

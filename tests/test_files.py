@@ -2,6 +2,7 @@
 
 import contextlib
 import errno
+import json
 import os
 import resource
 import signal
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from ctl_jax.data.images import read_image, write_image
+from ctl_jax.data.operator_pairs import load_operator_cache, prepare_operator_cache
 from ctl_jax.files import check_writable_folder, write_atomic, write_text_atomic
 
 
@@ -142,3 +144,24 @@ def test_write_image_overwrite_on_a_full_disk_keeps_the_old_image(tmp_path):
         write_image(path, noise, overwrite=True)
     assert path.read_bytes() == before
     assert _leftovers(tmp_path, {"out.png"}) == []
+
+
+def test_operator_cache_writes_are_atomic(tmp_path, monkeypatch):
+    image = np.random.default_rng(0).random((20, 20, 3)).astype(np.float32)
+    cache = prepare_operator_cache([image], ["a"], ["l0"], tmp_path / "cache", per_image=1, crop=16, progress=False)
+    pair_file = next(cache.glob("a__l0__*.npz"))
+    before = pair_file.read_bytes()
+    pair_file.unlink()
+
+    def savez_fails(file, **arrays):
+        file.write(b"PK\x03\x04partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", savez_fails)
+    with pytest.raises(OSError, match="No space left"):
+        prepare_operator_cache([image], ["a"], ["l0"], cache, per_image=1, crop=16, progress=False)
+    monkeypatch.undo()
+    assert sorted(p.name for p in cache.iterdir()) == ["cache.json"]  # no half-written pair, no temporary
+    assert json.loads((cache / "cache.json").read_text())["per_image"] == 1
+    prepare_operator_cache([image], ["a"], ["l0"], cache, per_image=1, crop=16, progress=False)
+    assert pair_file.read_bytes() == before and len(load_operator_cache(cache)) == 1

@@ -264,3 +264,54 @@ def test_operator_presets_and_tuner_of():
         tuner_of(smoke_config(per_sample="nope"), task)
     with pytest.raises(ValueError, match="unknown"):
         tuner_of(smoke_config(hyper={"preset": "nope"}), task)
+
+
+def one_image_folder(tmp_path, size=24):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_image(folder / "a.png", photos(1, size)[0])
+    return folder
+
+
+@pytest.mark.parametrize("option, value", [("--crop", "0"), ("--per-image", "0"), ("--per-image", "-1"),
+                                           ("--max-images", "0"), ("--grid", "0")])
+def test_prepare_ops_refuses_numbers_below_one(tmp_path, capsys, option, value):
+    out = tmp_path / "cache"
+    assert main(["prepare-ops", "--operators", "l0", "--data", str(one_image_folder(tmp_path)), "--crop", "16",
+                 "--out", str(out), option, value]) == 2
+    err = capsys.readouterr().err
+    assert f"{option} must be a whole number >= 1; got {value}" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before any folder was made
+    with pytest.raises(ValueError, match="crop must be a whole number >= 1; got 0"):
+        prepare_operator_cache(photos(1), ["a"], ["l0"], out, crop=0, progress=False)
+    with pytest.raises(ValueError, match="at least one image"):
+        prepare_operator_cache([], [], ["l0"], out, progress=False)
+    with pytest.raises(ValueError, match="image a: .*divide by 255"):
+        prepare_operator_cache([photos(1)[0] * 255], ["a"], ["l0"], out, progress=False)
+
+
+def test_a_corrupt_cache_file_is_named_by_train_ops_and_rewritten_by_prepare_ops(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    prepare = ["prepare-ops", "--operators", "l0", "--data", str(one_image_folder(tmp_path)), "--per-image", "2",
+               "--crop", "16", "--out", str(cache)]
+    assert main(prepare) == 0
+    good, bad = sorted(cache.glob("a__l0__*.npz"))
+    intact = bad.read_bytes()
+    bad.write_bytes(np.random.default_rng(0).bytes(300))  # not a zip file any more
+    train = ["train-ops", "--config", str(ROOT / "experiments" / "operators.py") + ":smoke", "--cache", str(cache),
+             "--workdir", str(tmp_path / "run")]
+    capsys.readouterr()
+    assert main(train) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"corrupt operator cache file {bad} (not an .npz archive, 300 bytes)" in err and "re-run `ctl-jax prepare-ops`" in err
+    assert len(err.splitlines()) == 1
+    good_stamp = good.stat().st_mtime_ns
+    with pytest.warns(UserWarning, match=f"rewriting {bad}: corrupt operator cache file"):
+        assert main(prepare) == 0
+    assert bad.read_bytes() == intact and good.stat().st_mtime_ns == good_stamp  # only the corrupt one rewritten
+    bad.write_bytes(b"")  # an empty file, as a full disk leaves it
+    with pytest.raises(ValueError, match=f"corrupt operator cache file {bad} .not an .npz archive, 0 bytes"):
+        load_operator_cache(cache)
+    np.savez(bad, input=np.zeros((4, 4, 3), np.uint8), value=0.1, operator="l0")  # a zip without the target
+    with pytest.raises(ValueError, match=f"corrupt operator cache file {bad} .KeyError: 'target is not a file"):
+        load_operator_cache(cache)

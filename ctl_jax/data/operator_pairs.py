@@ -4,9 +4,9 @@ deterministic sampler over it.
 Filters (L0, WLS, RTV, ...) are slow, so ``prepare_operator_cache`` runs them once: for every
 image and operator it draws ``per_image`` parameter values (the operator's log or linear rule),
 computes the pair and writes ``<image>__<operator>__<j>.npz`` (uint8 input and target, the value).
-A rerun skips files that exist, so an interrupted preparation continues where it stopped; the
-settings are recorded in ``cache.json`` and a rerun with other settings is refused. For a filter
-the input is the image and the target the filtered image; for a restoration operator the input
+A rerun skips files that exist and read back whole (a corrupt one is rewritten, with a warning
+naming it), so an interrupted preparation continues where it stopped; the settings are recorded
+in ``cache.json`` and a rerun with other settings is refused. For a filter the input is the image and the target the filtered image; for a restoration operator the input
 is the degraded image and the target the clean one.
 
 ``OperatorPairSampler.batch(step) -> (inputs, targets, gammas)`` is a pure function of
@@ -18,14 +18,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ctl_jax.data.images import centre_crop
+from ctl_jax.data.images import centre_crop, check_unit_scale
 from ctl_jax.data.patches import PatchSampler
+from ctl_jax.files import write_atomic
 from ctl_jax.tuners.gamma import GammaSpace
 
 CACHE_META = "cache.json"
@@ -46,6 +49,52 @@ def operator_pair(operator: str, image: np.ndarray, value: float, seed: int) -> 
     return image, np.asarray(spec.apply(image, value), np.float32)
 
 
+def check_positive_int(name: str, value) -> int:
+    """``value`` as an int; ValueError naming ``name`` unless it is a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
+    return int(value)
+
+
+def read_pair(path: Path) -> "OperatorPair":
+    """One cached pair file; a ValueError naming ``path`` when it is corrupt (truncated, not an npz,
+    keys or shapes missing), saying how to rewrite it."""
+    rewrite = "delete it and re-run `ctl-jax prepare-ops` with the same settings to rewrite it"
+    if not zipfile.is_zipfile(path):  # truncated, empty or other bytes (np.load would try them as a pickle)
+        raise ValueError(f"corrupt operator cache file {path} (not an .npz archive, {path.stat().st_size} bytes); "
+                         f"{rewrite}")
+    try:
+        with np.load(path) as f:
+            pair = OperatorPair(np.asarray(f["input"]), np.asarray(f["target"]), str(f["operator"]), float(f["value"]))
+    except Exception as err:  # zipfile.BadZipFile (bad CRC), KeyError, ValueError, ...
+        reason = (str(err).splitlines() or [""])[0]
+        raise ValueError(f"corrupt operator cache file {path} ({type(err).__name__}: {reason}); {rewrite}") from None
+    if (pair.input.ndim != 3 or pair.input.shape != pair.target.shape or 0 in pair.input.shape
+            or pair.input.dtype != np.uint8 or not pair.operator):
+        raise ValueError(f"corrupt operator cache file {path} (input {pair.input.shape} {pair.input.dtype}, "
+                         f"target {pair.target.shape}); {rewrite}")
+    return pair
+
+
+def _reusable(path: Path) -> bool:
+    """True when a pair file from an earlier run is intact; a corrupt one is reported (and rewritten)."""
+    if not path.exists():
+        return False
+    try:
+        read_pair(path)
+    except ValueError as err:
+        warnings.warn(f"rewriting {path}: {str(err).split(';')[0]}", stacklevel=3)
+        return False
+    return True
+
+
+def _write_pair(path: Path, inp, target, value: float, operator: str) -> None:
+    def savez(file):
+        np.savez(file, input=_to_uint8(inp), target=_to_uint8(target), value=value, operator=operator)
+
+    write_atomic(path, savez)  # a kill or a full disk never leaves a half-written pair
+
+
 def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], operators: Sequence[str], out_dir,
                            per_image: int = 4, crop: int = 128, seed: int = 0, values: Sequence[float] | None = None,
                            grid: int | None = None, progress: bool = True) -> Path:
@@ -55,14 +104,26 @@ def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], o
     names: one unique file-name stem per image. Instead of drawing ``per_image`` random values,
     ``values`` uses exactly these for every image and operator (test sets, fixed-parameter
     training) and ``grid`` uses each operator's ``spec.grid(grid)``: values shared by all images,
-    which one-gamma-per-batch training needs.
+    which one-gamma-per-batch training needs. per_image, crop and grid must be >= 1.
+    A rerun checks the pair files already there and rewrites corrupt ones (with a warning naming each).
     """
     from ctl_jax.operators import get_operator
 
+    if len(images) == 0:
+        raise ValueError("prepare_operator_cache needs at least one image")
     if len(images) != len(names) or len(set(names)) != len(names):
         raise ValueError("need one unique name per image")
     if values is not None and grid is not None:
         raise ValueError("give values or grid, not both")
+    crop = check_positive_int("crop", crop)
+    if grid is not None:
+        grid = check_positive_int("grid", grid)
+    elif values is None:
+        per_image = check_positive_int("per_image", per_image)
+    elif len(values) == 0:
+        raise ValueError("values must hold at least one parameter value")
+    for i, image in enumerate(images):
+        check_unit_scale(image, f"image {names[i]}")
     specs = [get_operator(op) for op in operators]
     if values is not None:
         values = [float(v) for v in values]
@@ -83,7 +144,7 @@ def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], o
             raise ValueError(f"{out_dir} holds a cache made with {found}; requested {settings}. "
                              "Use another folder or the same settings.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(settings))
+    write_atomic(meta_path, json.dumps(settings))
     jobs = [(i, spec, j) for i in range(len(images)) for spec in specs
             for j in range(len(fixed[spec.name]) if fixed else per_image)]
     bar = None
@@ -93,16 +154,14 @@ def prepare_operator_cache(images: Sequence[np.ndarray], names: Sequence[str], o
         bar = tqdm(total=len(jobs), desc=f"preparing {', '.join(operators)}", unit="pair")
     for i, spec, j in jobs:
         path = out_dir / f"{names[i]}__{spec.name}__{j:02d}.npz"
-        if not path.exists():
+        if not _reusable(path):
             # One stream per (image, operator): the values do not depend on which operators run together.
             rng = np.random.default_rng([seed, zlib.crc32(names[i].encode()), zlib.crc32(spec.name.encode())])
             value = fixed[spec.name][j] if fixed else float(spec.sample(rng, per_image)[j])
             image = centre_crop(np.asarray(images[i], np.float32), crop)
             pair_seed = int(rng.integers(2 ** 31))
             inp, target = operator_pair(spec.name, image, value, pair_seed + j)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, input=_to_uint8(inp), target=_to_uint8(target), value=value, operator=spec.name)
-            tmp.replace(path)  # atomic: a kill never leaves a half-written pair
+            _write_pair(path, inp, target, value, spec.name)
         if bar:
             bar.update()
     if bar:
@@ -133,8 +192,7 @@ def load_operator_cache(cache_dirs, operators: Sequence[str] | None = None) -> l
         operator = path.name.split("__")[1]
         if operators is not None and operator not in operators:
             continue
-        with np.load(path) as f:
-            pairs.append(OperatorPair(f["input"], f["target"], str(f["operator"]), float(f["value"])))
+        pairs.append(read_pair(path))
     missing = set(operators or ()) - {p.operator for p in pairs}
     if not pairs or missing:
         where = dirs[0] if len(dirs) == 1 else [str(d) for d in dirs]
