@@ -70,9 +70,11 @@ def _with_data_dir(config: dict, data_dir: str | None, overrides=()) -> dict:
 
 def cmd_run(args) -> None:
     from ctl_jax.pipeline import run_experiment
+    from ctl_jax.train.lock import workdir_lock
 
     config = _with_data_dir(load_config(args.config, args.set), args.data_dir, args.set)
-    run_experiment(config, args.out)
+    with workdir_lock(args.out):
+        run_experiment(config, args.out)
 
 
 def _parts(args):
@@ -108,12 +110,18 @@ def cmd_tune(args) -> None:
 
 
 def cmd_sweep(args) -> None:
+    from ctl_jax.train.lock import workdir_lock
+
+    with workdir_lock(args.out):  # one writer per report folder
+        _sweep_into(args, pathlib.Path(args.out))
+
+
+def _sweep_into(args, out: pathlib.Path) -> None:
     from ctl_jax.eval.report import write_report
     from ctl_jax.eval.sweep import sweep
     from ctl_jax.pipeline import alpha_grid, test_images
     from ctl_jax.train.runs import load_run
 
-    out = pathlib.Path(args.out)
     if (out / "sweep.md").exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a report; pass --overwrite to replace it")
     results = {}
@@ -343,11 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from ctl_jax.train.checkpoint import CheckpointError
+    from ctl_jax.train.lock import WorkdirError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, WorkdirError) as err:
         print(f"ctl-jax: error: {err}", file=sys.stderr)
         return 2
     return 0

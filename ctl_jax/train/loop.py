@@ -17,6 +17,9 @@ gradient all-reduce. Auto rather than Explicit because the step runs arbitrary n
 (pixel shuffles, resizes, interceptors) unchanged: with Auto the compiler propagates shardings
 from the inputs, whereas Explicit makes every op's sharding part of its type and asks for
 annotations where a rule is ambiguous. Single process only.
+
+Run folders: a run holds its workdir's lock (``ctl_jax.train.lock``) while it trains, so a second
+run into the same folder fails at once.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from jax.sharding import PartitionSpec as P
 
 from ctl_jax.losses import check_terms
 from ctl_jax.train.checkpoint import Checkpointer, check_compatible, latest_meta
+from ctl_jax.train.lock import workdir_lock
 from ctl_jax.train.steps import check_micro_batches, micro_batch_count
 
 METRICS_FILE = "metrics.jsonl"
@@ -146,14 +150,21 @@ def train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, w
     reads and none changes (``{"theta0": base}`` for a tuned run, ``{}`` otherwise); it is saved in
     every checkpoint, so the run folder is self-contained. ``normalise_meta`` maps a stored meta to
     the form it is compared in before a resume (e.g. with fields added since it was written).
+
+    Raises WorkdirError when another process trains in ``workdir``, ValueError when it holds another
+    run, CheckpointError when a checkpoint cannot be read, and FloatingPointError on a non-finite
+    loss or state.
     """
     _, replicated, batch_sharding = data_parallel_mesh(config.batch_size)
     workdir = Path(workdir)
-    found = latest_meta(workdir)  # read-only: a refused run leaves the workdir untouched
-    if found is not None:
-        check_compatible(normalise_meta(found), normalise_meta(meta), workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(workdir):
+        found = latest_meta(workdir)
+        if found is not None:
+            check_compatible(normalise_meta(found), normalise_meta(meta), workdir)
+        return _train(compile_fns, make_feed, frozen, meta, workdir, config, replicated, batch_sharding)
 
+
+def _train(compile_fns, make_feed, frozen, meta, workdir: Path, config: TrainConfig, replicated, batch_sharding):
     fns = compile_fns(replicated, batch_sharding)
     feed = make_feed(batch_sharding)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))

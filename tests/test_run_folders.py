@@ -1,0 +1,110 @@
+"""Run folders under stress: one writer per folder, no hangs on failed writes or Ctrl-C, resumes
+that change training settings, and one-line CLI errors."""
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ctl_jax.cli import main
+from ctl_jax.train.checkpoint import Checkpointer, checkpoint_dir
+from ctl_jax.train.lock import LOCK_FILE, WorkdirError, holds_lock, read_holder, workdir_lock
+from ctl_jax.train.runs import load_run
+from ctl_jax.train.supervised import train_base
+from test_train import DEG, SPEC, ToySampler, config, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "experiments" / "demo.py") + ":smoke"
+
+
+def cli(*args, timeout=120, max_file_size=None):
+    """Run ``ctl-jax args`` in a fresh interpreter; (return code, stderr lines, seconds).
+
+    ``max_file_size``: bytes any one file may grow to (RLIMIT_FSIZE), like a full disk for writes past it."""
+    limit = (f"import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, ({max_file_size}, {max_file_size}))\n"
+             if max_file_size else "")
+    code = f"import sys\n{limit}from ctl_jax.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    return proc.returncode, proc.stderr.splitlines(), time.monotonic() - start
+
+
+def error_lines(lines):
+    """stderr without the progress bar's lines."""
+    return [line for line in lines if line.strip() and "%|" not in line]
+
+
+def hold_lock_in_subprocess(folder):
+    """A process holding ``folder``'s lock until killed; returns once it holds it."""
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from ctl_jax.train.lock import workdir_lock\n"
+        f"with workdir_lock({str(folder)!r}):\n"
+        "    print('LOCKED', flush=True)\n"
+        "    time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "LOCKED"
+    return proc
+
+
+# -- one writer per folder -------------------------------------------------------------------------
+
+def test_second_writer_fails_at_once_naming_the_holder(tmp_path):
+    folder = tmp_path / "run"
+    holder = hold_lock_in_subprocess(folder)
+    try:
+        start = time.monotonic()
+        with pytest.raises(WorkdirError, match=rf"in use by pid {holder.pid} on host .*, started .*kill {holder.pid}"
+                                               rf".*delete .*{LOCK_FILE}"):
+            with workdir_lock(folder):
+                pass
+        with pytest.raises(WorkdirError, match=f"pid {holder.pid}"):  # the train loop takes the same lock
+            train_base(SPEC, DEG, ToySampler(), folder, config(steps=2))
+        assert time.monotonic() - start < 5
+        assert not checkpoint_dir(folder).exists()
+        code, lines, _ = cli("sweep", "--model", tmp_path / "missing", "--out", folder)
+        assert code == 2 and len(lines) == 1 and f"in use by pid {holder.pid}" in lines[0], lines
+    finally:
+        holder.kill()
+        holder.wait()
+    # SIGKILL leaves the holder's lock file behind, but the kernel released the lock with the process
+    assert read_holder(folder)["pid"] == holder.pid
+    with workdir_lock(folder):
+        assert read_holder(folder)["pid"] == os.getpid()
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_lock_file_of_a_dead_process_does_not_block(tmp_path):
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": 2 ** 22 + 1, "host": "gone", "started": "yesterday"}))
+    with workdir_lock(tmp_path):
+        assert read_holder(tmp_path)["pid"] == os.getpid()
+    params = train_base(SPEC, DEG, ToySampler(), tmp_path, config(steps=2, ckpt_every=2))
+    assert params and not (tmp_path / LOCK_FILE).exists()
+
+
+def test_lock_is_reentrant_in_one_process_and_excludes_other_descriptions(tmp_path):
+    outer, inner = tmp_path / "experiment", tmp_path / "experiment" / "base"
+    with workdir_lock(outer):
+        with workdir_lock(inner), workdir_lock(outer):  # nested: other folder, and the same one again
+            assert holds_lock(outer) and holds_lock(inner)
+        assert holds_lock(outer) and not holds_lock(inner)
+        # flock locks belong to open file descriptions: a second one (as another process would open) is refused
+        fd = os.open(outer / LOCK_FILE, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    assert not holds_lock(outer) and not (outer / LOCK_FILE).exists()
+    fresh = tmp_path / "never-used"
+    with pytest.raises(RuntimeError, match="boom"):
+        with workdir_lock(fresh):
+            raise RuntimeError("boom")
+    assert not fresh.exists()  # a folder the lock created and nothing filled is removed again
