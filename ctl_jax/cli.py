@@ -356,9 +356,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, WorkdirError) as err:
+    except (ValueError, OSError, CheckpointError, WorkdirError) as err:
         print(f"ctl-jax: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # training turns Ctrl-C into a message naming its last checkpoint
+        print(f"ctl-jax: {err or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -108,3 +108,66 @@ def test_lock_is_reentrant_in_one_process_and_excludes_other_descriptions(tmp_pa
         with workdir_lock(fresh):
             raise RuntimeError("boom")
     assert not fresh.exists()  # a folder the lock created and nothing filled is removed again
+
+
+# -- failures and Ctrl-C end the process promptly --------------------------------------------------
+
+def test_checkpoints_path_that_is_a_file_fails_at_once(tmp_path):
+    (tmp_path / "checkpoints").write_text("not a folder")
+    code, lines, seconds = cli("train", "--config", SMOKE, "--workdir", tmp_path, timeout=120)
+    assert code == 2 and error_lines(lines) == [
+        f"ctl-jax: error: {tmp_path / 'checkpoints'} is not a directory; move it aside or use another workdir"], lines
+    assert (tmp_path / "checkpoints").read_text() == "not a folder" and seconds < 60
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_workdir_fails_at_once(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    tmp_path.chmod(0o555)
+    (tmp_path / "checkpoints").chmod(0o555)
+    try:
+        code, lines, _ = cli("train", "--config", SMOKE, "--workdir", tmp_path, timeout=120)
+    finally:
+        (tmp_path / "checkpoints").chmod(0o755)
+        tmp_path.chmod(0o755)
+    assert code == 2 and len(error_lines(lines)) == 1 and "cannot write in" in lines[-1], lines
+
+
+def test_failed_checkpoint_write_ends_with_one_line(tmp_path):
+    # the array files of the first checkpoint are larger than 8000 bytes: their writes fail as on a full disk
+    code, lines, seconds = cli("train", "--config", SMOKE, "--workdir", tmp_path, timeout=120, max_file_size=8000)
+    assert code == 2 and len(error_lines(lines)) == 1, lines
+    assert lines[-1].startswith(f"ctl-jax: error: saving step 2 in {checkpoint_dir(tmp_path)} failed"), lines
+    assert "no earlier checkpoint exists" in lines[-1] and seconds < 100
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.steps() == []  # the failed write left no step behind
+
+
+def test_ctrl_c_ends_training_promptly_and_keeps_the_last_checkpoint(tmp_path):
+    workdir, log = tmp_path / "run", tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:  # a file, not a pipe: a full pipe would stall the progress bar
+        proc = subprocess.Popen([sys.executable, "-m", "ctl_jax.cli", "train", "--config", SMOKE, "--workdir",
+                                 str(workdir), "--set", "stage1.steps=5000", "--set", "stage1.ckpt_every=3",
+                                 "--set", "stage1.log_every=3"],
+                                env={**os.environ, "JAX_PLATFORMS": "cpu"}, stderr=stderr)
+    ckpts = checkpoint_dir(workdir)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, log.read_text()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the process was still alive 20 s after Ctrl-C")
+    err = log.read_text()
+    lines = error_lines(err.splitlines())
+    assert proc.returncode == 130 and len(lines) == 1 and "Traceback" not in err, err
+    model = load_run(workdir)
+    assert lines[0].startswith("ctl-jax: training interrupted after step ")
+    assert f"the last checkpoint is step {model.step} in {ckpts}" in lines[0] and 0 < model.step < 5000
+    assert not (workdir / LOCK_FILE).exists()

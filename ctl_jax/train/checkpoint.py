@@ -14,10 +14,16 @@ whatever happens to the base's own folder later. Restores always use an abstract
 (``jax.ShapeDtypeStruct`` with an explicit sharding) built by the caller, never a bare restore.
 Nothing here deletes a checkpoint except orbax's ``LatestN`` rotation after a successful save;
 read-only users open the manager read-only. All orbax use is kept in this file.
+
+Saves are synchronous: ``save`` returns when the step is committed, and a failed write (full disk,
+read-only folder) raises there. Orbax's asynchronous saves were dropped because a write failing in
+their background threads left non-daemon threads waiting minutes for signals that never came, so the
+process hung at exit. Training waits for each write, a small cost next to the steps between checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -31,6 +37,7 @@ import orbax.checkpoint as ocp
 logging.getLogger("absl").addFilter(lambda record: "Given directory is read only" not in record.getMessage())
 
 CHECKPOINT_SUBDIR = "checkpoints"
+PROBE_FILE = ".write-probe"  # written and removed by ``check_writable`` before training starts
 ITEMS = ("trainable", "frozen", "opt_state", "rng", "meta")
 # Meta fields that must agree before a run may continue in (or resume) a workdir.
 IDENTITY_FIELDS = ("kind", "network", "tuner", "stage", "task", "target")
@@ -51,6 +58,62 @@ def checkpoint_dir(workdir) -> Path:
     return Path(workdir).absolute() / CHECKPOINT_SUBDIR
 
 
+class _HeldBackErrors(logging.Filter):
+    """Holds back error records that name a checkpoint directory while a save into it runs.
+
+    A failed write makes each of orbax's writer threads log its own traceback (and asyncio logs the
+    tasks nobody awaited), some after the save has raised. The CheckpointError already says what
+    failed, so after a failure these records are dropped; after a success they are let through.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._watched: dict[str, list | None] = {}  # directory -> records held back (None: dropping)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or not self._watched:
+            return True
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info and record.exc_info[1] else "")
+        for directory, held in list(self._watched.items()):
+            if directory in text:
+                if held is not None:
+                    held.append(record)
+                return False
+        return True
+
+    @contextlib.contextmanager
+    def during_save(self, directory: Path):
+        key = str(directory)
+        self._watched[key] = held = []
+        try:
+            yield
+        except BaseException:
+            self._watched[key] = None
+            raise
+        del self._watched[key]
+        for record in held:
+            logging.getLogger(record.name).handle(record)
+
+
+_SAVE_ERRORS = _HeldBackErrors()
+for _name in ("absl", "asyncio"):
+    logging.getLogger(_name).addFilter(_SAVE_ERRORS)
+
+
+def check_writable(directory: Path) -> None:
+    """Create ``directory`` and write a probe file into it; CheckpointError saying what to do if that fails."""
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory} is not a directory; move it aside or use another workdir")
+    probe = directory / f"{PROBE_FILE}.{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoints in {directory} ({e.strerror or e}); make it writable, "
+                              f"free space or use another workdir") from None
+
+
 def abstract_like(tree, sharding) -> Any:
     """The restore target of ``tree`` (arrays or ShapeDtypeStructs): same shapes and dtypes, ``sharding``."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
@@ -60,8 +123,8 @@ class Checkpointer:
     """Save and restore training state in ``workdir/checkpoints``.
 
     ``read_only=True`` (the default) never creates, writes or deletes anything; a writable
-    checkpointer creates the directory and keeps the newest ``keep`` steps (orbax ``LatestN``).
-    Saves are asynchronous: ``close`` (or leaving the ``with`` block) waits for them.
+    checkpointer creates the directory, checks that it can write there (``check_writable``) and
+    keeps the newest ``keep`` steps (orbax ``LatestN``). Saves are synchronous (see the module notes).
     """
 
     def __init__(self, workdir, keep: int = 3, read_only: bool = True):
@@ -71,9 +134,12 @@ class Checkpointer:
         self.read_only = read_only
         if read_only and not self.directory.is_dir():
             raise FileNotFoundError(f"no checkpoint directory {self.directory} (is {workdir} a training workdir?)")
+        if not read_only:
+            check_writable(self.directory)
         options = ocp.CheckpointManagerOptions(
             read_only=read_only,
             create=not read_only,
+            enable_async_checkpointing=False,
             save_interval_steps=0 if read_only else 1,  # orbax warns unless read-only managers say 0
             preservation_policy=ocp.checkpoint_managers.LatestN(keep),
         )
@@ -124,10 +190,11 @@ class Checkpointer:
     # -- save / restore ------------------------------------------------------------------------
 
     def save(self, step: int, trainable: dict, frozen: dict, opt_state: dict, rng_key: jax.Array, meta: dict) -> None:
-        """Start an asynchronous save of one training state at ``step`` (the number of steps done).
+        """Save one training state at ``step`` (the number of steps done); returns once it is committed.
 
-        The arrays are copied off the device before this returns, so they may be donated right
-        after. ``meta`` must be JSON-serialisable; ``meta["step"]`` is set to ``step``.
+        ``meta`` must be JSON-serialisable; ``meta["step"]`` is set to ``step``. A failed write
+        raises CheckpointError and leaves the earlier checkpoints as they were (orbax writes into a
+        temporary folder and renames it when complete).
         """
         if self.read_only:
             raise PermissionError(f"checkpointer for {self.directory} is read-only")
@@ -137,7 +204,16 @@ class Checkpointer:
             **{name: ocp.args.StandardSave(tree) for name, tree in trees.items() if jax.tree.leaves(tree)},
             meta=ocp.args.JsonSave({**meta, "step": int(step)}),
         )
-        if not self._manager.save(int(step), args=args, force=True):
+        try:
+            with _SAVE_ERRORS.during_save(self.directory):
+                saved = self._manager.save(int(step), args=args, force=True)
+        except Exception as e:  # orbax and tensorstore raise many types for one failed write
+            earlier = [s for s in self.steps() if s < step]
+            kept = f"the last good checkpoint is step {earlier[-1]}" if earlier else "no earlier checkpoint exists"
+            raise CheckpointError(f"saving step {step} in {self.directory} failed ({type(e).__name__}: "
+                                  f"{_shorten(e, 200)}); {kept}. Free space or fix permissions, then re-run "
+                                  f"to resume") from e
+        if not saved:
             raise CheckpointError(f"orbax declined to save step {step} in {self.directory} "
                                   f"(saved steps: {self.steps()})")
 
@@ -178,15 +254,21 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def close(self) -> None:
-        """Wait for pending saves, then release orbax's threads."""
-        self._manager.wait_until_finished()
+        """Release orbax's resources (saves are synchronous: nothing is pending)."""
         self._manager.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+            return
+        try:  # an error is on its way out: never let the cleanup replace it
+            self.close()
+        except Exception as e:
+            logging.getLogger(__name__).warning("closing checkpoints in %s after an error failed: %s",
+                                                self.directory, e)
 
 
 def latest_meta(workdir) -> dict | None:

@@ -19,7 +19,8 @@ from the inputs, whereas Explicit makes every op's sharding part of its type and
 annotations where a rule is ambiguous. Single process only.
 
 Run folders: a run holds its workdir's lock (``ctl_jax.train.lock``) while it trains, so a second
-run into the same folder fails at once.
+run into the same folder fails at once. Ctrl-C (SIGINT) stops the loop after the step in flight
+and raises :class:`TrainingInterrupted`; every checkpoint already written is complete.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import functools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -43,10 +46,14 @@ from jax.sharding import PartitionSpec as P
 
 from ctl_jax.losses import check_terms
 from ctl_jax.train.checkpoint import Checkpointer, check_compatible, latest_meta
-from ctl_jax.train.lock import workdir_lock
+from ctl_jax.train.lock import WorkdirError, workdir_lock
 from ctl_jax.train.steps import check_micro_batches, micro_batch_count
 
 METRICS_FILE = "metrics.jsonl"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT); the message says which checkpoint a re-run resumes from."""
 
 
 @dataclasses.dataclass
@@ -152,19 +159,20 @@ def train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, w
     the form it is compared in before a resume (e.g. with fields added since it was written).
 
     Raises WorkdirError when another process trains in ``workdir``, ValueError when it holds another
-    run, CheckpointError when a checkpoint cannot be read, and FloatingPointError on a non-finite
-    loss or state.
+    run, CheckpointError when a checkpoint cannot be read or written, FloatingPointError on a
+    non-finite loss or state, and TrainingInterrupted on Ctrl-C.
     """
     _, replicated, batch_sharding = data_parallel_mesh(config.batch_size)
     workdir = Path(workdir)
-    with workdir_lock(workdir):
+    with workdir_lock(workdir), _InterruptRequest() as interrupt:
         found = latest_meta(workdir)
         if found is not None:
             check_compatible(normalise_meta(found), normalise_meta(meta), workdir)
-        return _train(compile_fns, make_feed, frozen, meta, workdir, config, replicated, batch_sharding)
+        return _train(compile_fns, make_feed, frozen, meta, workdir, config, replicated, batch_sharding, interrupt)
 
 
-def _train(compile_fns, make_feed, frozen, meta, workdir: Path, config: TrainConfig, replicated, batch_sharding):
+def _train(compile_fns, make_feed, frozen, meta, workdir: Path, config: TrainConfig, replicated, batch_sharding,
+           interrupt: "_InterruptRequest"):
     fns = compile_fns(replicated, batch_sharding)
     feed = make_feed(batch_sharding)
     init_key, data_key = jax.random.split(jax.random.key(config.seed))
@@ -175,25 +183,28 @@ def _train(compile_fns, make_feed, frozen, meta, workdir: Path, config: TrainCon
 
     with Checkpointer(workdir, keep=config.keep, read_only=False) as ckpt:
         start = ckpt.latest_step() or 0
-        if start:
-            state = ckpt.restore(template, frozen or None, fns.opt_state_shape(template), data_key,
-                                 sharding=replicated)  # the latest meta was checked above
-            trainable, opt_state, data_key = state["trainable"], state["opt_state"], state["rng"]
-            frozen = state["frozen"] or {}
-        else:
-            trainable = fns.init(init_key, frozen)
-            opt_state = fns.opt_init(trainable)
-        _truncate_metrics(metrics_path, start)
-        progress = _Progress(config, start) if config.progress else None
         last_saved = start or None
-        pending, window = [], []
-        t0 = t_window = time.perf_counter()
-        s_window = start
+        progress = None
         try:
+            if start:
+                state = ckpt.restore(template, frozen or None, fns.opt_state_shape(template), data_key,
+                                     sharding=replicated)  # the latest meta was checked above
+                trainable, opt_state, data_key = state["trainable"], state["opt_state"], state["rng"]
+                frozen = state["frozen"] or {}
+            else:
+                trainable = fns.init(init_key, frozen)
+                opt_state = fns.opt_init(trainable)
+            _truncate_metrics(metrics_path, start)
+            progress = _Progress(config, start) if config.progress else None
+            pending, window = [], []
+            t0 = t_window = time.perf_counter()
+            s_window = done = start
             for s in range(start + 1, config.steps + 1):  # s: number of updates done after this one
+                interrupt.check(done, last_saved, ckpt.directory)
                 trainable, opt_state, loss = fns.step(trainable, opt_state, frozen, feed(s - 1), data_key,
                                                       np.int32(s - 1))
                 pending.append((s, loss))
+                done = s
                 if progress:
                     progress.advance()
                 is_log = s % config.log_every == 0 or s == config.steps
@@ -220,10 +231,54 @@ def _train(compile_fns, make_feed, frozen, meta, workdir: Path, config: TrainCon
                     if progress:
                         progress.log(record)
                     window, t_window, s_window = [], now, s
+            interrupt.check(done, last_saved, ckpt.directory)
+        except KeyboardInterrupt as e:  # a second Ctrl-C, or one outside the main thread's handler
+            if isinstance(e, TrainingInterrupted):
+                raise
+            raise TrainingInterrupted(_interrupted(None, last_saved, ckpt.directory)) from None
         finally:
             if progress:
                 progress.close()
     return trainable
+
+
+class _InterruptRequest:
+    """Ctrl-C (SIGINT) as a request the loop honours between steps, so it never lands inside a
+    checkpoint write or a library's cleanup. A second Ctrl-C raises KeyboardInterrupt at once.
+    Signal handlers can only be set in the main thread; elsewhere Ctrl-C acts as usual."""
+
+    def __init__(self):
+        self.requested = False
+        self._installed = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self, done: int, last_saved, ckpt_dir) -> None:
+        """TrainingInterrupted if Ctrl-C was pressed; ``done``: the steps done so far."""
+        if self.requested:
+            raise TrainingInterrupted(_interrupted(done, last_saved, ckpt_dir))
+
+
+def _interrupted(done, last_saved, ckpt_dir) -> str:
+    after = f" after step {done}" if done is not None else ""
+    if last_saved is None:
+        return f"training interrupted{after}; no checkpoint was saved, so a re-run starts from scratch"
+    return (f"training interrupted{after}; the last checkpoint is step {last_saved} in {ckpt_dir}: "
+            f"run the same command again to resume from it")
 
 
 def _schedule(lr: float, milestones: tuple, gamma: float) -> optax.Schedule:
@@ -272,8 +327,12 @@ def _first_non_finite(params, opt_state) -> str | None:
 
 
 def _append_metrics(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        raise WorkdirError(f"cannot write {path} ({e.strerror or e}); free space or fix permissions, then "
+                           f"re-run to resume from the last checkpoint") from None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
