@@ -54,6 +54,14 @@ def hold_lock_in_subprocess(folder):
     return proc
 
 
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """A finished `ctl-jax train` run of the smoke preset (4 steps, checkpoints at 2 and 4)."""
+    workdir = tmp_path_factory.mktemp("smoke") / "run"
+    assert main(["train", "--config", SMOKE, "--workdir", str(workdir)]) == 0
+    return workdir
+
+
 # -- one writer per folder -------------------------------------------------------------------------
 
 def test_second_writer_fails_at_once_naming_the_holder(tmp_path):
@@ -171,3 +179,45 @@ def test_ctrl_c_ends_training_promptly_and_keeps_the_last_checkpoint(tmp_path):
     assert lines[0].startswith("ctl-jax: training interrupted after step ")
     assert f"the last checkpoint is step {model.step} in {ckpts}" in lines[0] and 0 < model.step < 5000
     assert not (workdir / LOCK_FILE).exists()
+
+
+# -- a resume keeps the run's settings unless told otherwise ---------------------------------------
+
+def test_resume_with_changed_settings_is_refused_naming_each_difference(tmp_path):
+    train_base(SPEC, DEG, ToySampler(), tmp_path, config(steps=3, ckpt_every=3))
+    before = snapshot(tmp_path)
+    changed = config(steps=6, ckpt_every=3, lr=1e-2, seed=1, patch_size=24)
+    with pytest.raises(ValueError, match=r"up to step 3, trained with other settings: patch_size 16 -> 24, "
+                                         r"lr 0.001 -> 0.01, seed 0 -> 1; .*allow-changed-settings"):
+        train_base(SPEC, DEG, ToySampler(patch_size=24), tmp_path, changed)
+    assert snapshot(tmp_path) == before
+
+
+def test_allowed_changes_are_recorded_and_free_settings_need_no_permission(tmp_path):
+    train_base(SPEC, DEG, ToySampler(), tmp_path, config(steps=3, ckpt_every=3))
+    # more steps and other log/checkpoint frequencies change nothing already computed
+    train_base(SPEC, DEG, ToySampler(), tmp_path, config(steps=4, ckpt_every=1, log_every=1, keep=2))
+    assert load_run(tmp_path).meta.history == []
+    train_base(SPEC, DEG, ToySampler(seed=1), tmp_path, config(steps=6, ckpt_every=3, lr=1e-2, seed=1,
+                                                                allow_changes=True))
+    entry = {"step": 4, "changes": {"lr": [0.001, 0.01], "seed": [0, 1]}}
+    model = load_run(tmp_path)
+    assert model.step == 6 and model.meta.history == [entry]
+    assert model.meta.config["lr"] == 0.01 and "allow_changes" not in model.meta.config
+    train_base(SPEC, DEG, ToySampler(seed=1), tmp_path, config(steps=7, ckpt_every=7, lr=1e-2, seed=1))
+    assert load_run(tmp_path).meta.history == [entry]  # resuming with the new settings adds nothing
+
+
+def test_cli_refuses_changed_settings_unless_allowed(smoke_run, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run, workdir)
+    args = ["train", "--config", SMOKE, "--workdir", str(workdir), "--set", "stage1.steps=6",
+            "--set", "stage1.lr=0.001"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"ctl-jax: error: {workdir} holds this run up to step 4, trained with other settings: lr 0.0005 -> 0.001; "
+        "resume with the run's settings, use another workdir, or accept the change (TrainConfig(allow_changes=True); "
+        "ctl-jax --allow-changed-settings), which the run's history records")
+    assert main(args + ["--allow-changed-settings"]) == 0
+    model = load_run(workdir)
+    assert model.step == 6 and model.meta.history == [{"step": 4, "changes": {"lr": [0.0005, 0.001]}}]

@@ -20,7 +20,9 @@ annotations where a rule is ambiguous. Single process only.
 
 Run folders: a run holds its workdir's lock (``ctl_jax.train.lock``) while it trains, so a second
 run into the same folder fails at once. Ctrl-C (SIGINT) stops the loop after the step in flight
-and raises :class:`TrainingInterrupted`; every checkpoint already written is complete.
+and raises :class:`TrainingInterrupted`; every checkpoint already written is complete. A resume
+must use the training settings the run was started with (``TrainConfig.changes_from``);
+``allow_changes=True`` accepts other ones and records them in the meta's ``history``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ from ctl_jax.train.lock import WorkdirError, workdir_lock
 from ctl_jax.train.steps import check_micro_batches, micro_batch_count
 
 METRICS_FILE = "metrics.jsonl"
+# TrainConfig fields a resume may change freely: none of them changes what the steps already taken
+# computed, nor what the remaining steps compute. ``steps`` trains further (or stops earlier);
+# log_every, ckpt_every, keep and progress are bookkeeping; micro_batches splits the same gradient
+# (equal up to rounding) and "auto" differs between machines; allow_changes is this call's permission.
+FREE_SETTINGS = ("steps", "log_every", "ckpt_every", "keep", "progress", "micro_batches", "allow_changes")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -68,6 +75,11 @@ class TrainConfig:
     every device's share of the batch into ``micro_batches`` chunks ("auto": on CPU, up to 8 that
     keep 16k input pixels per chunk; one elsewhere; see ``steps.micro_batch_count``); the
     gradient is the same up to rounding.
+
+    Resuming a run with other settings is refused (``changes_from`` lists them), except those in
+    ``FREE_SETTINGS``; ``allow_changes=True`` accepts them and the run's meta records each change
+    in its ``history``. ``allow_changes`` is a permission for this call, not a setting of the run:
+    ``to_dict`` leaves it out.
     """
 
     steps: int = 1000
@@ -85,6 +97,7 @@ class TrainConfig:
     adam_b1: float = 0.9
     adam_b2: float = 0.999
     micro_batches: int | str = "auto"
+    allow_changes: bool = False
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "patch_size", "log_every", "ckpt_every", "keep"):
@@ -120,7 +133,30 @@ class TrainConfig:
         return optimizer_of(self.optimizer_settings())
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as stored in a run's meta (without ``allow_changes``)."""
+        out = dataclasses.asdict(self)
+        del out["allow_changes"]
+        return out
+
+    def changes_from(self, stored: dict | None) -> dict:
+        """{name: (stored value, this value)} for each setting outside ``FREE_SETTINGS`` that differs
+        from ``stored`` (a run's meta["config"]), compared in their JSON form; a field missing from
+        ``stored`` (added since the run was written) counts as its default. {} when ``stored`` is None."""
+        if stored is None:
+            return {}
+        defaults = _json_form(TrainConfig().to_dict())
+        mine = _json_form(self.to_dict())
+        return {name: (stored.get(name, defaults[name]), value) for name, value in mine.items()
+                if name not in FREE_SETTINGS and _json_form(stored.get(name, defaults[name])) != value}
+
+
+def _json_form(value):
+    return json.loads(json.dumps(value))
+
+
+def describe_changes(changes: dict) -> str:
+    """"lr 0.001 -> 0.01, seed 0 -> 1" for ``TrainConfig.changes_from``'s result."""
+    return ", ".join(f"{name} {json.dumps(old)} -> {json.dumps(new)}" for name, (old, new) in changes.items())
 
 
 def data_parallel_mesh(batch_size: int) -> tuple[jax.sharding.Mesh, NamedSharding, NamedSharding]:
@@ -159,16 +195,35 @@ def train_loop(compile_fns: Callable, make_feed: Callable, frozen, meta: dict, w
     the form it is compared in before a resume (e.g. with fields added since it was written).
 
     Raises WorkdirError when another process trains in ``workdir``, ValueError when it holds another
-    run, CheckpointError when a checkpoint cannot be read or written, FloatingPointError on a
-    non-finite loss or state, and TrainingInterrupted on Ctrl-C.
+    run or this run with other settings (see ``TrainConfig``), CheckpointError when a checkpoint
+    cannot be read or written, FloatingPointError on a non-finite loss or state, and
+    TrainingInterrupted on Ctrl-C.
     """
     _, replicated, batch_sharding = data_parallel_mesh(config.batch_size)
     workdir = Path(workdir)
     with workdir_lock(workdir), _InterruptRequest() as interrupt:
-        found = latest_meta(workdir)
-        if found is not None:
-            check_compatible(normalise_meta(found), normalise_meta(meta), workdir)
+        meta = _meta_to_save(workdir, meta, config, normalise_meta)
         return _train(compile_fns, make_feed, frozen, meta, workdir, config, replicated, batch_sharding, interrupt)
+
+
+def _meta_to_save(workdir: Path, meta: dict, config: TrainConfig, normalise_meta: Callable) -> dict:
+    """``meta`` with this run's settings and history of setting changes; refuses a resume of another
+    run (ValueError naming both) or with other settings, unless ``config.allow_changes``."""
+    out = {**meta, "config": config.to_dict(), "history": []}
+    found = latest_meta(workdir)
+    if found is None:
+        return out
+    check_compatible(normalise_meta(found), normalise_meta(meta), workdir)
+    history = list(found.get("history") or [])
+    changes = config.changes_from(found.get("config"))
+    if changes and not config.allow_changes:
+        raise ValueError(f"{workdir} holds this run up to step {found.get('step')}, trained with other settings: "
+                         f"{describe_changes(changes)}; resume with the run's settings, use another workdir, or "
+                         f"accept the change (TrainConfig(allow_changes=True); ctl-jax --allow-changed-settings), "
+                         f"which the run's history records")
+    if changes:
+        history.append({"step": found.get("step"), "changes": {k: [old, new] for k, (old, new) in changes.items()}})
+    return {**out, "history": history}
 
 
 def _train(compile_fns, make_feed, frozen, meta, workdir: Path, config: TrainConfig, replicated, batch_sharding,

@@ -36,7 +36,9 @@ class RunMeta:
     (phi; on a frozen theta0 for two-stage tuners); task: the task's ``to_dict()``; target: "a",
     "b" or "range" (which levels it trained at); config: the TrainConfig; input_shape: (1, h, w,
     C) of the network input in training; base: where a tuned run's theta0 came from ({"workdir",
-    "step"}, provenance only: the run keeps its own copy); history: resumes that changed settings.
+    "step"}, provenance only: the run keeps its own copy); history: resumes that changed training
+    settings, oldest first, each ``{"step": steps done before the change, "changes": {name: [old, new]}}``
+    (``ctl_jax.train.loop``).
     """
 
     network: dict
@@ -48,6 +50,7 @@ class RunMeta:
     input_shape: tuple
     base: dict | None = None
     kind: str = "ctl_jax"
+    history: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         if self.stage not in STAGES:
