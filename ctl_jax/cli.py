@@ -375,7 +375,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError, CheckpointError, WorkdirError) as err:
+    except (ValueError, OSError, CheckpointError, WorkdirError, FloatingPointError) as err:
         print(f"ctl-jax: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # training turns Ctrl-C into a message naming its last checkpoint

@@ -221,3 +221,30 @@ def test_cli_refuses_changed_settings_unless_allowed(smoke_run, tmp_path, capsys
     assert main(args + ["--allow-changed-settings"]) == 0
     model = load_run(workdir)
     assert model.step == 6 and model.meta.history == [{"step": 4, "changes": {"lr": [0.0005, 0.001]}}]
+
+
+# -- one-line errors -------------------------------------------------------------------------------
+
+def test_huge_learning_rate_is_a_one_line_cli_error(tmp_path, capsys):
+    assert main(["train", "--config", SMOKE, "--workdir", str(tmp_path), "--set", "stage1.lr=1e9"]) == 2
+    err = [line for line in error_lines(capsys.readouterr().err.splitlines())]
+    assert len(err) == 1 and err[0].startswith("ctl-jax: error: non-finite") and "step" in err[0], err
+
+
+def test_corrupt_checkpoint_prints_only_the_one_line_error(smoke_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run, workdir)
+    for f in (checkpoint_dir(workdir) / "4" / "trainable").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(b"not a checkpoint")
+    script = tmp_path / "three_tries.py"  # the stray tracebacks come and go: try three times in one process
+    script.write_text("import sys\nfrom ctl_jax.cli import main\n"
+                      f"codes = [main(['train', '--config', {SMOKE!r}, '--workdir', {str(workdir)!r}, "
+                      "'--set', 'stage1.steps=6']) for _ in range(3)]\n"
+                      "sys.exit(max(codes))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    lines = error_lines(proc.stderr.splitlines())
+    assert proc.returncode == 2 and len(lines) == 3, proc.stderr
+    assert all(line.startswith(f"ctl-jax: error: checkpoint step 4 in {checkpoint_dir(workdir)} is corrupt")
+               for line in lines), lines

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,23 @@ def _shorten(error: Exception, limit: int = 400) -> str:
 def checkpoint_dir(workdir) -> Path:
     """``workdir/checkpoints`` as an absolute path."""
     return Path(workdir).absolute() / CHECKPOINT_SUBDIR
+
+
+def _ignore_closed_event_loop(previous):
+    """An unraisable hook that drops tensorstore's late callbacks into a closed asyncio loop.
+
+    After a failed read, tensorstore threads still call ``loop.call_soon_threadsafe`` on the event
+    loop orbax has already closed; Python reports each as an unraisable "Event loop is closed"
+    traceback, around the clear CheckpointError. They carry nothing the error does not say.
+    """
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.ignores_closed_event_loop = True
+    return hook
 
 
 class _HeldBackErrors(logging.Filter):
@@ -100,6 +118,11 @@ for _name in ("absl", "asyncio"):
     logging.getLogger(_name).addFilter(_SAVE_ERRORS)
 
 
+def _install_unraisable_filter() -> None:
+    if not getattr(sys.unraisablehook, "ignores_closed_event_loop", False):
+        sys.unraisablehook = _ignore_closed_event_loop(sys.unraisablehook)
+
+
 def check_writable(directory: Path) -> None:
     """Create ``directory`` and write a probe file into it; CheckpointError saying what to do if that fails."""
     if directory.exists() and not directory.is_dir():
@@ -136,6 +159,7 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint directory {self.directory} (is {workdir} a training workdir?)")
         if not read_only:
             check_writable(self.directory)
+        _install_unraisable_filter()
         options = ocp.CheckpointManagerOptions(
             read_only=read_only,
             create=not read_only,
