@@ -30,13 +30,14 @@ import numpy as np
 
 
 def load_config(spec: str, overrides=()) -> dict:
-    """``path.py[:preset]`` -> the dict its ``get_config(preset)`` returns, with ``key.sub=value`` overrides."""
+    """``path.py[:preset]`` -> the dict its ``get_config(preset)`` returns, with ``key.sub=value`` overrides
+    (checked by ``merge_overrides`` before anything runs or any folder is made)."""
     from ctl_jax.pipeline import merge_overrides
 
     path, _, preset = spec.partition(":")
     file = pathlib.Path(path)
     if not file.is_file():
-        raise SystemExit(f"ctl-jax: no config file {path!r}")
+        raise FileNotFoundError(f"no config file {path!r}")
     module_spec = importlib.util.spec_from_file_location(f"ctl_jax_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -45,15 +46,12 @@ def load_config(spec: str, overrides=()) -> dict:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"ctl-jax: --set expects key=value; got {item!r}")
+            raise ValueError(f"--set expects key=value; got {item!r}")
         try:
             parsed[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             parsed[key] = value  # a bare string such as a folder path
-    try:
-        return merge_overrides(config, parsed)
-    except KeyError as err:
-        raise SystemExit(f"ctl-jax: {err.args[0]}") from None
+    return merge_overrides(config, parsed)  # ValueError for unknown keys and values of the wrong type
 
 
 def _with_data_dir(config: dict, data_dir: str | None, overrides=()) -> dict:
@@ -68,21 +66,11 @@ def _with_data_dir(config: dict, data_dir: str | None, overrides=()) -> dict:
     return config
 
 
-def _allowing_changes(config: dict, args, stages=("stage1", "stage2")) -> dict:
-    """--allow-changed-settings: the stages' TrainConfigs accept resumes with other settings."""
-    if args.allow_changed_settings:
-        for stage in stages:
-            config[stage]["allow_changes"] = True
-    return config
-
-
 def cmd_run(args) -> None:
     from ctl_jax.pipeline import run_experiment
-    from ctl_jax.train.lock import workdir_lock
 
     config = _with_data_dir(load_config(args.config, args.set), args.data_dir, args.set)
-    with workdir_lock(args.out):
-        run_experiment(_allowing_changes(config, args), args.out)
+    run_experiment(config, args.out)
 
 
 def _parts(args):
@@ -99,7 +87,6 @@ def cmd_train(args) -> None:
     from ctl_jax.train.supervised import train_base
 
     config, spec, task = _parts(args)
-    config = _allowing_changes(config, args, ("stage1",))
     train_base(spec, task, train_sampler(config["data"], spec.channels, config["stage1"]), args.workdir,
                TrainConfig(**config["stage1"]))
 
@@ -111,7 +98,6 @@ def cmd_tune(args) -> None:
     from ctl_jax.tuners import make_tuner
 
     config, spec, task = _parts(args)
-    config = _allowing_changes(config, args, ("stage2",))
     tuner = make_tuner(args.method)
     if tuner.stages == 2 and not args.base:
         raise ValueError(f"{tuner.name} tunes a trained base: give its run folder with --base")
@@ -120,18 +106,12 @@ def cmd_tune(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from ctl_jax.train.lock import workdir_lock
-
-    with workdir_lock(args.out):  # one writer per report folder
-        _sweep_into(args, pathlib.Path(args.out))
-
-
-def _sweep_into(args, out: pathlib.Path) -> None:
     from ctl_jax.eval.report import write_report
     from ctl_jax.eval.sweep import sweep
     from ctl_jax.pipeline import alpha_grid, test_images
     from ctl_jax.train.runs import load_run
 
+    out = pathlib.Path(args.out)
     if (out / "sweep.md").exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a report; pass --overwrite to replace it")
     results = {}
@@ -181,50 +161,78 @@ def cmd_prepare_ops(args) -> None:
 def cmd_train_ops(args) -> None:
     from ctl_jax.operator_pipeline import train_operator_model
 
-    config = _allowing_changes(load_config(args.config, args.set), args, ("train",))
+    config = load_config(args.config, args.set)
     train_operator_model(config, args.cache, args.workdir)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
 def cmd_apply(args) -> None:
-    from ctl_jax import Control
-    from ctl_jax.data import read_image, write_image
+    """Everything given is checked before the model is loaded or run: the output path, the
+    control values, the input image and the alpha map."""
+    from ctl_jax.data.images import convert_pil, open_image, write_image
     from ctl_jax.eval.sweep import quantise
     from ctl_jax.train.runs import load_run
 
-    output = pathlib.Path(args.output)
-    if output.suffix.lower() not in IMAGE_SUFFIXES:  # checked before any computation
-        raise ValueError(f"unsupported output suffix {output.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    if output.exists() and not args.overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    if output.is_dir():
-        raise ValueError(f"the output {output} is a directory; give a file name")
-    model = load_run(args.model)
-    image = read_image(args.input, model.channels)
-    h, w = image.shape[:2]
+    output = _checked_output(args.output, args.overwrite)
+    _check_control_args(args)
+    picture = open_image(args.input)
+    h, w = picture.height, picture.width
     multiple = 2  # the networks' stride-2 bodies; edge-pad odd sizes and crop back afterwards
+    padded_size = (h + -h % multiple, w + -w % multiple)
+    alpha_map = _read_alpha_map(args.alpha_map, padded_size) if args.alpha_map else None
+    model = load_run(args.model)
+    image = convert_pil(picture, model.channels)
     padded = np.pad(image, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
-    control = _control_of(args, model, padded.shape[:2])
+    control = _control_of(args, model, alpha_map)
     result = np.asarray(quantise(model(padded[None], control)))[0]
     scale_h, scale_w = result.shape[0] / padded.shape[0], result.shape[1] / padded.shape[1]
-    write_image(output, result[:round(h * scale_h), :round(w * scale_w)], overwrite=args.overwrite)
+    try:
+        write_image(output, result[:round(h * scale_h), :round(w * scale_w)], overwrite=args.overwrite)
+    except FileExistsError:  # made by someone else while the model ran
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it") from None
     print(output)
 
 
-def _control_of(args, model, size):
-    """The control of ``apply``: --alpha (one value per control dimension), --alpha-map, or
-    --level (degradation levels, mapped linearly: (L - A) / (B - A))."""
-    from ctl_jax import Control
+def _checked_output(path: str, overwrite: bool) -> pathlib.Path:
+    """The output path of ``apply``, refused before any work when it cannot be written: a suffix
+    ``write_image`` does not know, a folder, an existing file (or link, even a dangling one)
+    without --overwrite, a missing or read-only parent folder."""
+    from ctl_jax.data.images import check_output_suffix
+    from ctl_jax.files import check_writable_folder
+
+    output = pathlib.Path(path)
+    check_output_suffix(output)
+    if output.is_dir():
+        raise IsADirectoryError(f"the output {output} is a folder; give a file name such as {output / 'out.png'}")
+    if (output.exists() or output.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    check_writable_folder(output.parent, f"the output {output}")
+    return output
+
+
+def _check_control_args(args) -> None:
+    """Exactly one of --alpha, --alpha-map and --level; --alpha values finite and within
+    +-MAX_ABS_CONTROL (checked again, with --level's values, once the model is known)."""
+    from ctl_jax.eval.sweep import MAX_ABS_CONTROL
 
     given = [o for o in ("alpha", "alpha_map", "level") if getattr(args, o) is not None]
     if len(given) != 1:
         raise ValueError("give exactly one of --alpha, --alpha-map and --level")
-    if args.alpha_map:
+    values = args.alpha or []
+    if not all(np.isfinite(values)) or any(abs(float(v)) > MAX_ABS_CONTROL for v in values):
+        raise ValueError(f"control values must be finite and within [-{MAX_ABS_CONTROL:g}, {MAX_ABS_CONTROL:g}] "
+                         f"(0 = level A, 1 = level B); got {list(values)}")
+
+
+def _control_of(args, model, alpha_map):
+    """The control of ``apply``: --alpha (one value per control dimension), the --alpha-map read by
+    :func:`_read_alpha_map`, or --level (degradation levels, mapped linearly: (L - A) / (B - A))."""
+    from ctl_jax import Control
+    from ctl_jax.eval.sweep import MAX_ABS_CONTROL
+
+    if alpha_map is not None:
         if model.control_dim != 1:
             raise ValueError(f"this model takes {model.control_dim}-dimensional control; an alpha map gives one value")
-        return Control.per_pixel(_read_alpha_map(args.alpha_map, size))
+        return Control.per_pixel(alpha_map)
     operators = getattr(model.task, "operators", None)
     if args.operator is not None and operators is None:
         raise ValueError("--operator is for operator models (train-ops); this model restores degradations")
@@ -235,8 +243,9 @@ def _control_of(args, model, size):
         values = np.ravel(model.task.control_for(model.task.check_levels(args.level)))
     if len(values) != model.control_dim:
         raise ValueError(f"this model takes {model.control_dim} control value(s); got {len(values)}")
-    if not all(np.isfinite(values)) or max(abs(float(v)) for v in values) > 1e3:
-        raise ValueError(f"control values must be finite and within [-1000, 1000]; got {list(values)}")
+    if not all(np.isfinite(values)) or max(abs(float(v)) for v in values) > MAX_ABS_CONTROL:
+        raise ValueError(f"control values must be finite and within [-{MAX_ABS_CONTROL:g}, {MAX_ABS_CONTROL:g}]; "
+                         f"got {list(values)}")
     return Control.vector(np.asarray(values, np.float32))
 
 
@@ -244,16 +253,25 @@ def _read_alpha_map(path, size) -> np.ndarray:
     """A greyscale image file -> alpha map in [0, 1] (black 0, white 1), resized to ``size`` (H, W).
 
     Rule: the map is resized to the (padded) image size with bilinear interpolation; each layer
-    then sees it resized again to its own resolution. Colour images are refused (ambiguous).
+    then sees it resized again to its own resolution. Colour images are refused (ambiguous), and so
+    are files that are not images (empty, other bytes, a folder), each in a one-line error.
     """
     from PIL import Image
 
-    from ctl_jax.data import read_image
+    from ctl_jax.data.images import UnreadableImageError, convert_pil, open_image
 
-    with Image.open(path) as im:
-        if im.mode not in ("L", "I;16", "I", "F", "1", "LA"):
-            raise SystemExit(f"ctl-jax: the alpha map {path} must be a greyscale image (mode L); it is {im.mode}")
-    amap = read_image(path, 1)[..., 0]
+    try:
+        picture = open_image(path)
+    except UnreadableImageError as err:
+        raise UnreadableImageError(f"the alpha map {path} is not an image file Pillow can read "
+                                   f"({str(err.__cause__).splitlines()[0] if err.__cause__ else err})") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"the alpha map {path} is a folder, not an image file") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"the alpha map {path} does not exist") from None
+    if picture.mode not in ("L", "I;16", "I", "F", "1", "LA"):
+        raise ValueError(f"the alpha map {path} must be a greyscale image (mode L); it is {picture.mode}")
+    amap = convert_pil(picture, 1)[..., 0]
     if amap.shape != tuple(size):
         amap = np.asarray(Image.fromarray(amap).resize((size[1], size[0]), Image.BILINEAR))
     return amap
@@ -263,11 +281,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctl-jax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def allow_changes_arg(p):
-        p.add_argument("--allow-changed-settings", action="store_true",
-                       help="resume a run although its training settings (lr, seed, batch or patch size, ...) "
-                            "changed; the run's meta records each change in its history")
 
     def config_args(p, needs_config=True):
         p.add_argument("--config", required=needs_config,
@@ -282,13 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "config's levels, and a report folder OUT/report. Re-running resumes.")
     config_args(p)
     p.add_argument("--out", required=True, help="output folder (runs, checkpoints and report)")
-    allow_changes_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="stage 1: train the base network at level A")
     config_args(p)
     p.add_argument("--workdir", required=True, help="run folder (checkpoints, metrics.jsonl); resumes if present")
-    allow_changes_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tune", help="stage 2: train a tuner at level B on a frozen base")
@@ -297,7 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True,
                    help="ftn, ftn-gc4, ftn-gc16, ftn-deeper, ftn-spatial, adafm or dni")
     p.add_argument("--workdir", required=True, help="run folder for the tuner; resumes if present")
-    allow_changes_arg(p)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("sweep", help="evaluate trained models over a control grid and write a report",
@@ -325,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="run a trained model on one image at a control value or a per-pixel map")
     p.add_argument("--model", required=True, help="run folder")
     p.add_argument("--input", required=True, help="degraded image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
-    p.add_argument("--output", required=True, help="output image path (.png, .jpg, .bmp, .tif)")
+    p.add_argument("--output", required=True, help="output image path (.png, .jpg, .bmp, .tif); its folder must exist")
     p.add_argument("--alpha", type=float, nargs="+", help="control value(s), one per control dimension "
-                   "(0 = level A, 1 = level B; outside extrapolates)")
+                   "(0 = level A, 1 = level B; outside extrapolates, within -100..100)")
     p.add_argument("--alpha-map", help="greyscale image: black = alpha 0, white = alpha 1, per pixel; "
                    "resized bilinearly to the input size")
     p.add_argument("--level", "--param", dest="level", type=float, nargs="+",
@@ -363,24 +373,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set train.steps=200 (repeatable)")
     p.add_argument("--cache", required=True, help="folder made by prepare-ops")
     p.add_argument("--workdir", required=True, help="run folder; resumes if present")
-    allow_changes_arg(p)
     p.set_defaults(func=cmd_train_ops)
     return parser
 
 
 def main(argv=None) -> int:
     from ctl_jax.train.checkpoint import CheckpointError
-    from ctl_jax.train.lock import WorkdirError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError, CheckpointError, WorkdirError, FloatingPointError) as err:
+    except (ValueError, OSError, CheckpointError) as err:  # OSError: missing, read-only, full disk, ...
         print(f"ctl-jax: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:  # training turns Ctrl-C into a message naming its last checkpoint
-        print(f"ctl-jax: {err or 'interrupted'}", file=sys.stderr)
-        return 130
     return 0
 
 

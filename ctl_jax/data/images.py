@@ -94,6 +94,26 @@ def convert_pil(image: Image.Image, channels: int) -> np.ndarray:
     return pixels[..., None] if channels == 1 else pixels
 
 
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file with Pillow, upright: its EXIF orientation applied (as a viewer shows it).
+
+    Returns a decoded image independent of the file. Raises FileNotFoundError if ``path`` does
+    not exist, IsADirectoryError if it is a folder, and UnreadableImageError (a ValueError) naming
+    the path if Pillow cannot decode it (empty, corrupt, truncated, not an image).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an image file")
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later
+            return ImageOps.exif_transpose(image)  # a copy, transposed or not
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise UnreadableImageError(f"cannot read image {path}: {err}") from err
+
+
 def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     """Read a PNG, JPEG, BMP or TIFF file as float32 (H, W, channels) in [0, 1].
 
@@ -104,17 +124,7 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     truncated, not an image).
     """
     check_channels(channels)
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not an image file")
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not later
-            return convert_pil(ImageOps.exif_transpose(image), channels)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise UnreadableImageError(f"cannot read image {path}: {err}") from err
+    return convert_pil(open_image(path), channels)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

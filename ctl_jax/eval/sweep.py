@@ -32,6 +32,10 @@ from ctl_jax.eval.metrics import psnr, ssim
 STRATEGIES = ("vmap", "map", "loop")
 AUTO_STRATEGY = "loop"  # measured fastest on CPU: benchmarks/sweep_strategies.py
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
+# The largest |control| accepted by sweeps and ``ctl-jax apply``. Controls outside [0, 1] extrapolate,
+# usefully a little beyond it (CFSNet's curves span -1..1.5); at 100 a parameter-space method already
+# moves the weights 100 times the A -> B difference, and values such as 1e30 are typing mistakes.
+MAX_ABS_CONTROL = 100.0
 
 
 def quantise(y: jax.Array) -> jax.Array:
@@ -68,15 +72,17 @@ def check_images(images) -> list[np.ndarray]:
 
 
 def check_controls(controls, dim: int) -> np.ndarray:
-    """A grid of global controls: (K,) for D = 1 or (K, D) -> float32 (K, D), finite, non-empty."""
+    """A grid of global controls: (K,) for D = 1 or (K, D) -> float32 (K, D), finite, within
+    +-MAX_ABS_CONTROL, non-empty."""
     arr = np.asarray(controls, np.float32)
     if arr.ndim == 1 and dim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] == 0:
         raise ValueError(f"controls must be a non-empty (K, {dim}) grid" + (" or (K,)" if dim == 1 else "")
                          + f"; got shape {np.shape(controls)}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"controls must be finite; got {arr.tolist()}")
+    if not np.all(np.isfinite(arr)) or np.abs(arr).max() > MAX_ABS_CONTROL:
+        raise ValueError(f"controls must be finite and within [-{MAX_ABS_CONTROL:g}, {MAX_ABS_CONTROL:g}]; "
+                         f"got {arr.tolist()}")
     return arr
 
 
