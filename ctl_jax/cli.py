@@ -66,11 +66,21 @@ def _with_data_dir(config: dict, data_dir: str | None, overrides=()) -> dict:
     return config
 
 
+def _allowing_changes(config: dict, args, stages=("stage1", "stage2")) -> dict:
+    """--allow-changed-settings: the stages' TrainConfigs accept resumes with other settings."""
+    if args.allow_changed_settings:
+        for stage in stages:
+            config[stage]["allow_changes"] = True
+    return config
+
+
 def cmd_run(args) -> None:
     from ctl_jax.pipeline import run_experiment
+    from ctl_jax.train.lock import workdir_lock
 
     config = _with_data_dir(load_config(args.config, args.set), args.data_dir, args.set)
-    run_experiment(config, args.out)
+    with workdir_lock(args.out):
+        run_experiment(_allowing_changes(config, args), args.out)
 
 
 def _parts(args):
@@ -87,6 +97,7 @@ def cmd_train(args) -> None:
     from ctl_jax.train.supervised import train_base
 
     config, spec, task = _parts(args)
+    config = _allowing_changes(config, args, ("stage1",))
     train_base(spec, task, train_sampler(config["data"], spec.channels, config["stage1"]), args.workdir,
                TrainConfig(**config["stage1"]))
 
@@ -98,6 +109,7 @@ def cmd_tune(args) -> None:
     from ctl_jax.tuners import make_tuner
 
     config, spec, task = _parts(args)
+    config = _allowing_changes(config, args, ("stage2",))
     tuner = make_tuner(args.method)
     if tuner.stages == 2 and not args.base:
         raise ValueError(f"{tuner.name} tunes a trained base: give its run folder with --base")
@@ -106,12 +118,18 @@ def cmd_tune(args) -> None:
 
 
 def cmd_sweep(args) -> None:
+    from ctl_jax.train.lock import workdir_lock
+
+    with workdir_lock(args.out):  # one writer per report folder
+        _sweep_into(args, pathlib.Path(args.out))
+
+
+def _sweep_into(args, out: pathlib.Path) -> None:
     from ctl_jax.eval.report import write_report
     from ctl_jax.eval.sweep import sweep
     from ctl_jax.pipeline import alpha_grid, test_images
     from ctl_jax.train.runs import load_run
 
-    out = pathlib.Path(args.out)
     if (out / "sweep.md").exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a report; pass --overwrite to replace it")
     results = {}
@@ -161,7 +179,7 @@ def cmd_prepare_ops(args) -> None:
 def cmd_train_ops(args) -> None:
     from ctl_jax.operator_pipeline import train_operator_model
 
-    config = load_config(args.config, args.set)
+    config = _allowing_changes(load_config(args.config, args.set), args, ("train",))
     train_operator_model(config, args.cache, args.workdir)
 
 
@@ -282,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def allow_changes_arg(p):
+        p.add_argument("--allow-changed-settings", action="store_true",
+                       help="resume a run although its training settings (lr, seed, batch or patch size, ...) "
+                            "changed; the run's meta records each change in its history")
+
     def config_args(p, needs_config=True):
         p.add_argument("--config", required=needs_config,
                        help="experiment file, optionally with a preset: experiments/demo.py[:cpu|paper]")
@@ -295,11 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "config's levels, and a report folder OUT/report. Re-running resumes.")
     config_args(p)
     p.add_argument("--out", required=True, help="output folder (runs, checkpoints and report)")
+    allow_changes_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="stage 1: train the base network at level A")
     config_args(p)
     p.add_argument("--workdir", required=True, help="run folder (checkpoints, metrics.jsonl); resumes if present")
+    allow_changes_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tune", help="stage 2: train a tuner at level B on a frozen base")
@@ -308,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True,
                    help="ftn, ftn-gc4, ftn-gc16, ftn-deeper, ftn-spatial, adafm or dni")
     p.add_argument("--workdir", required=True, help="run folder for the tuner; resumes if present")
+    allow_changes_arg(p)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("sweep", help="evaluate trained models over a control grid and write a report",
@@ -373,19 +399,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set train.steps=200 (repeatable)")
     p.add_argument("--cache", required=True, help="folder made by prepare-ops")
     p.add_argument("--workdir", required=True, help="run folder; resumes if present")
+    allow_changes_arg(p)
     p.set_defaults(func=cmd_train_ops)
     return parser
 
 
 def main(argv=None) -> int:
     from ctl_jax.train.checkpoint import CheckpointError
+    from ctl_jax.train.lock import WorkdirError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError, CheckpointError) as err:  # OSError: missing, read-only, full disk, ...
+    except (ValueError, OSError, CheckpointError, WorkdirError, FloatingPointError) as err:
         print(f"ctl-jax: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # training turns Ctrl-C into a message naming its last checkpoint
+        print(f"ctl-jax: {err or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0
 
 
