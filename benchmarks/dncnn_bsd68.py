@@ -44,7 +44,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
 from ctl_jax.eval.metrics import psnr  # noqa: E402
 from ctl_jax.nets.torch_import import dncnn_from_state_dict, load_torch_state_dict  # noqa: E402
@@ -55,7 +55,7 @@ IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg"}
 def load_grey(path: Path) -> np.ndarray:
     """8-bit image file -> float32 array (H, W, 1) in [0, 1] (converted to grey if needed)."""
     with Image.open(path) as im:
-        return (np.asarray(im.convert("L"), np.float32) / 255.0)[..., None]
+        return (np.asarray(ImageOps.exif_transpose(im).convert("L"), np.float32) / 255.0)[..., None]
 
 
 def main(argv=None) -> float:

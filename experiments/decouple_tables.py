@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from ctl_jax import Control  # noqa: E402
 from ctl_jax.data.operator_pairs import prepare_operator_cache  # noqa: E402
 from ctl_jax.eval.sweep import scores  # noqa: E402
+from ctl_jax.files import write_text_atomic  # noqa: E402
 from ctl_jax.operator_pipeline import evaluate_operator_model, train_operator_model, with_overrides  # noqa: E402
 from ctl_jax.operators import get_operator  # noqa: E402
 from ctl_jax.pipeline import test_images  # noqa: E402
@@ -218,8 +219,8 @@ def main(argv=None):
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for table in args.tables:
         results[table] = TABLES[table](runner)
-        results_path.write_text(json.dumps(results, indent=1))
-        (pathlib.Path(args.out) / "tables.md").write_text(markdown(results))
+        write_text_atomic(results_path, json.dumps(results, indent=1))  # a kill never leaves half a file
+        write_text_atomic(pathlib.Path(args.out) / "tables.md", markdown(results))
         print(markdown({table: results[table]}), flush=True)
 
 
