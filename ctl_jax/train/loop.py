@@ -31,7 +31,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -46,6 +45,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ctl_jax.files import write_text_atomic
 from ctl_jax.losses import check_terms
 from ctl_jax.train.checkpoint import Checkpointer, check_compatible, latest_meta
 from ctl_jax.train.lock import WorkdirError, workdir_lock
@@ -382,6 +382,8 @@ def _first_non_finite(params, opt_state) -> str | None:
 
 
 def _append_metrics(path: Path, record: dict) -> None:
+    """One JSON line appended: a failed or killed write can only cut the last line short, which
+    readers skip and a resume drops (:func:`_truncate_metrics`); earlier lines are never rewritten."""
     try:
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -403,9 +405,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by a kill
     if keep != lines:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(keep))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(keep))
 
 
 class _Progress:
