@@ -21,37 +21,12 @@ Everything resumes from its checkpoints when re-run with the same output folder.
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import pathlib
 import sys
 
 import numpy as np
 
-
-def load_config(spec: str, overrides=()) -> dict:
-    """``path.py[:preset]`` -> the dict its ``get_config(preset)`` returns, with ``key.sub=value`` overrides
-    (checked by ``merge_overrides`` before anything runs or any folder is made)."""
-    from ctl_jax.pipeline import merge_overrides
-
-    path, _, preset = spec.partition(":")
-    file = pathlib.Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"no config file {path!r}")
-    module_spec = importlib.util.spec_from_file_location(f"ctl_jax_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = module.get_config(preset) if preset else module.get_config()
-    parsed = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value; got {item!r}")
-        try:
-            parsed[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed[key] = value  # a bare string such as a folder path
-    return merge_overrides(config, parsed)  # ValueError for unknown keys and values of the wrong type
+from ctl_jax.config import load_config
 
 
 def _with_data_dir(config: dict, data_dir: str | None, overrides=()) -> dict:
