@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import optax
 from ctl_jax.control import Control
 from ctl_jax.losses import weighted_loss
 from ctl_jax.nets.registry import NetworkSpec
-from ctl_jax.train.checkpoint import checkpoint_dir, latest_meta
+from ctl_jax.train.checkpoint import Checkpointer, checkpoint_dir, latest_meta
 from ctl_jax.train.loop import CompiledStage, TrainConfig, optimizer_of, train_loop
 from ctl_jax.train.runs import RunMeta, load_run, normalise_meta
 from ctl_jax.train.steps import MAX_UNROLLED_EQUATIONS, micro_batch_mean
@@ -175,6 +176,7 @@ def train_tuner(tuner: Tuner | str, task, sampler, workdir, config: TrainConfig,
     if found is not None and found.get("stage") == "tune":
         source = load_run(workdir)  # resume on the base this run started from, kept in its folder
         base_spec, theta0, base = source.meta.spec, source.theta0, source.meta.base
+        _note_if_base_moved_on(tuner.name, base, base_workdir)
     else:
         if base_workdir is None or not checkpoint_dir(base_workdir).is_dir():
             raise FileNotFoundError(f"{tuner.name} tunes a trained base: no base run in {base_workdir}")
@@ -189,6 +191,18 @@ def train_tuner(tuner: Tuner | str, task, sampler, workdir, config: TrainConfig,
     stage = Stage.of(base_spec, tuner, task, "b", config)
     theta0 = tuner.prepare_base(theta0, param_template(base_spec.build(), jnp.zeros(stage.input_shape)))
     return _run(stage, sampler, {"theta0": theta0}, workdir, config, base)
+
+
+def _note_if_base_moved_on(name: str, base: dict | None, base_workdir) -> None:
+    """Say (stderr) when the base folder now holds another step than the one this run was tuned from:
+    the run keeps its own copy of that base, so it is unaffected, but it is not tuned from the new one."""
+    if base_workdir is None or not base or not checkpoint_dir(base_workdir).is_dir():
+        return
+    with Checkpointer(base_workdir) as ckpt:
+        now = ckpt.latest_step()
+    if now is not None and now != base.get("step"):
+        print(f"note: {name} keeps the base it was tuned from (step {base.get('step')} of {base.get('workdir')}); "
+              f"{base_workdir} is now at step {now}: tune into a new folder to use it", file=sys.stderr, flush=True)
 
 
 def _check_base_task(base, task, base_workdir) -> None:
