@@ -26,7 +26,7 @@ import numpy as np
 from ctl_jax.eval.sweep import sweep_fn
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.tasks import Restoration
-from ctl_jax.train.runs import ControllableModel, RunMeta
+from ctl_jax.train.runs import ControllableModel
 from ctl_jax.tuners import make_tuner
 from ctl_jax.tuners.trees import param_template
 
@@ -47,9 +47,7 @@ def perturbed(tree, seed: int, scale: float = 0.01):
 
 def controllable(spec: NetworkSpec, tuner, theta0, phi, task, size: int) -> ControllableModel:
     """A tuned model held in memory, as ``load_run`` would return it."""
-    meta = RunMeta(network=spec.to_dict(), tuner=tuner.name, stage="tune", task=task.to_dict(), target="b",
-                   config={}, input_shape=(1, size, size, spec.channels))
-    return ControllableModel(spec.build(), tuner, theta0, phi, task, meta)
+    return ControllableModel.in_memory(spec, task, theta0, phi, tuner, input_size=size)
 
 
 def bench_variant(variant: str, args) -> None:

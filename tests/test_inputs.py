@@ -8,7 +8,7 @@ import pytest
 
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.tasks import Restoration
-from ctl_jax.train.runs import ControllableModel, RunMeta
+from ctl_jax.train.runs import ControllableModel
 from ctl_jax.tuners import TUNERS, HyperTuner
 
 SPEC = NetworkSpec(name="adafm_net", variant="tiny", channels=3)
@@ -22,11 +22,9 @@ def base():
 
 
 def test_a_model_refuses_inputs_on_the_0_255_scale(base):
-    network, theta0, x = base
+    _, theta0, _ = base
     task = Restoration("noise", 20, 80)
-    meta = RunMeta(network=SPEC.to_dict(), tuner=None, stage="base", task=task.to_dict(), target="a", config={},
-                   input_shape=(1, 16, 16, 3))
-    model = ControllableModel(network, None, theta0, None, task, meta)
+    model = ControllableModel.in_memory(SPEC, task, theta0, input_size=16)
     image = np.random.default_rng(0).random((1, 16, 16, 3), dtype=np.float32)
     assert model(image).shape == (1, 16, 16, 3)
     assert model(image + 0.5 * np.random.default_rng(1).standard_normal(image.shape)).shape == image.shape

@@ -18,7 +18,7 @@ from ctl_jax.eval.sweep import (METRICS, SweepResult, crop_to_multiple, outputs_
                                 sweep_fn)
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.tasks import Restoration
-from ctl_jax.train.runs import ControllableModel, RunMeta
+from ctl_jax.train.runs import ControllableModel
 from ctl_jax.tuners import make_tuner
 
 NOISE = Restoration("noise", 20, 80)
@@ -36,10 +36,7 @@ def perturb(tree, seed=1, scale=0.01):
 
 def controllable(spec, tuner, theta0, phi, task, name=""):
     """A ControllableModel held in memory (what ``load_run`` returns for a run folder)."""
-    meta = RunMeta(network=spec.to_dict(), tuner=tuner.name if tuner else None, stage="tune" if tuner else "base",
-                   task=task.to_dict(), target="b" if tuner else "a", config={},
-                   input_shape=(1, 32, 32, spec.channels))
-    return ControllableModel(spec.build(), tuner, theta0, phi, task, meta, workdir=name)
+    return ControllableModel.in_memory(spec, task, theta0, phi, tuner, name=name)
 
 
 def tuned(channels=3, task=NOISE):

@@ -21,7 +21,7 @@ from ctl_jax.control import Control, as_control
 from ctl_jax.data.images import check_unit_scale
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.train.checkpoint import Checkpointer, CheckpointError, checkpoint_dir, describe
-from ctl_jax.tuners import make_tuner
+from ctl_jax.tuners import make_tuner, tuner_to_spec
 from ctl_jax.tuners.trees import param_template
 
 STAGES = ("base", "tune")
@@ -124,6 +124,20 @@ class ControllableModel:
     meta: RunMeta
     workdir: str = ""
     step: int = 0
+
+    @classmethod
+    def in_memory(cls, spec, task, theta0, phi=None, tuner=None, input_size: int = 32,
+                  name: str = "") -> "ControllableModel":
+        """A model from trees held in memory (what ``load_run`` returns for a run folder): the base
+        network ``spec`` (for AdaFM, the slotted one) with ``theta0``, tuned by ``tuner`` with
+        ``phi`` (a tuner name or object; None for a base model). ``input_size``: the side of the
+        training crops the meta records; ``name``: what reports call it."""
+        tuner = make_tuner(tuner) if isinstance(tuner, (str, dict)) else tuner
+        meta = RunMeta(network=spec.to_dict(), tuner=tuner_to_spec(tuner) if tuner else None,
+                       stage="tune" if tuner else "base", task=task.to_dict(),
+                       target=("range" if tuner.stages == 1 else "b") if tuner else "a", config={},
+                       input_shape=(1, input_size, input_size, spec.channels))
+        return cls(spec.build(), tuner, theta0, phi, task, meta, workdir=name)
 
     @property
     def name(self) -> str:
