@@ -68,3 +68,13 @@ def perturb(tree, seed: int = 1, scale: float = 0.01):
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     return treedef.unflatten([x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
+def corrupt_checkpoint(workdir, step: int) -> None:
+    """Overwrite the array data of checkpoint ``step``'s trainable trees in run folder ``workdir``
+    (orbax's ``d/`` chunk files) with bytes that are not a checkpoint; the metadata stays."""
+    from ctl_jax.train.checkpoint import checkpoint_dir
+
+    for f in (checkpoint_dir(workdir) / str(step) / "trainable").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(b"not a checkpoint")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ctl_jax.cli import main
+from ctl_jax.testing import corrupt_checkpoint
 from ctl_jax.train.checkpoint import Checkpointer, checkpoint_dir
 from ctl_jax.train.lock import LOCK_FILE, WorkdirError, holds_lock, read_holder, workdir_lock
 from ctl_jax.train.runs import load_run
@@ -234,9 +235,7 @@ def test_huge_learning_rate_is_a_one_line_cli_error(tmp_path, capsys):
 def test_corrupt_checkpoint_prints_only_the_one_line_error(smoke_run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(smoke_run, workdir)
-    for f in (checkpoint_dir(workdir) / "4" / "trainable").rglob("*"):
-        if f.is_file() and f.parent.name == "d":
-            f.write_bytes(b"not a checkpoint")
+    corrupt_checkpoint(workdir, 4)
     script = tmp_path / "three_tries.py"  # the stray tracebacks come and go: try three times in one process
     script.write_text("import sys\nfrom ctl_jax.cli import main\n"
                       f"codes = [main(['train', '--config', {SMOKE!r}, '--workdir', {str(workdir)!r}, "

@@ -19,6 +19,7 @@ import pytest
 from ctl_jax.control import Control
 from ctl_jax.nets.registry import NetworkSpec
 from ctl_jax.tasks import Restoration
+from ctl_jax.testing import corrupt_checkpoint
 from ctl_jax.train.checkpoint import CheckpointError, Checkpointer, checkpoint_dir
 from ctl_jax.train.loop import METRICS_FILE, TrainConfig
 from ctl_jax.train.runs import load_run
@@ -287,9 +288,7 @@ def test_refuses_workdir_of_another_network_or_method(base_dir):
 def test_corrupt_or_missing_checkpoint_is_a_clear_error_and_nothing_is_deleted(base_dir, tmp_path):
     workdir = tmp_path / "copy"
     shutil.copytree(base_dir, workdir)
-    for f in (checkpoint_dir(workdir) / "6" / "trainable").rglob("*"):
-        if f.is_file() and f.parent.name == "d":
-            f.write_bytes(b"not a checkpoint")
+    corrupt_checkpoint(workdir, 6)
     before = snapshot(workdir)
     with pytest.raises(CheckpointError, match=r"step 6 .* corrupt.*Nothing was deleted.*step 3"):
         train_base(SPEC, DEG, ToySampler(), workdir, config(steps=8))
