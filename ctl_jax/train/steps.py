@@ -80,16 +80,14 @@ def micro_batch_mean(loss_of_batch, arrays, micro_batches: int = 1, shards: int 
         if x.shape[0] % (shards * micro_batches):
             raise ValueError(f"a batch of {x.shape[0]} does not split into {shards} shard(s) x "
                              f"{micro_batches} micro-batches")
+    if max_equations is not None:  # the loss's size does not depend on the batch: trace it as one batch
+        whole, out_tree = _trace_on_chunks(loss_of_batch, arrays, 1)
+        size = count_equations(whole.jaxpr)
+        micro_batches = max([n for n in range(1, micro_batches + 1) if micro_batches % n == 0 and n * size <= max_equations],
+                            default=1)
+        if micro_batches == 1:
+            return jax.tree.unflatten(out_tree, jax.extend.core.jaxpr_as_fun(whole)(*arrays))
     loss, out_tree = _trace_on_chunks(loss_of_batch, arrays, micro_batches)
-    if max_equations is not None:
-        size = count_equations(loss.jaxpr)
-        fits = max([n for n in range(1, micro_batches + 1) if micro_batches % n == 0 and n * size <= max_equations],
-                   default=1)
-        if fits == 1:
-            return loss_of_batch(*arrays)
-        if fits < micro_batches:
-            micro_batches = fits
-            loss, out_tree = _trace_on_chunks(loss_of_batch, arrays, micro_batches)
 
     def chunk(x, i):
         per = x.shape[0] // (shards * micro_batches)
