@@ -27,7 +27,7 @@ as H x W x C_in x C_out and correlates, as ``nn.Conv`` does; h5py shows the axes
 sub-images follow the authors' ``vl_nnSubP`` (MATLAB, column-major): channel ``4c + 2j + i`` holds
 pixel ``(2h + i, 2w + j)`` of colour ``c`` (PyTorch's ``PixelUnshuffle`` has ``4c + 2i + j``), and
 the map is the last input channel of ``conv_0``. The released weights load into this layout with the
-h5py arrays transposed (3, 2, 1, 0) and no other change (an importer is still to be written).
+h5py arrays transposed (3, 2, 1, 0) and no other change: ``ctl_jax.nets.matconvnet.load_pretrained``.
 """
 
 from __future__ import annotations
