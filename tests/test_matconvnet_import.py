@@ -1,6 +1,11 @@
 """MatConvNet MAT-file import (ctl_jax.nets.matconvnet), on small MAT-files written here with h5py in
 the layout of MATLAB 7.3 / MatConvNet simplenn (the released files need no ../shared here)."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -236,3 +241,14 @@ def test_bnorm_without_conv_and_bad_stride_refused(tmp_path):
     write_simplenn(tmp_path / "b.mat", [c, relu("r"), conv(rng, 4, 1, "c2")])
     with pytest.raises(ValueError, match="stride=2 is not supported"):
         load_pretrained(tmp_path / "b.mat")
+
+
+def test_module_imports_without_h5py(tmp_path):
+    code = ("import sys; sys.modules['h5py'] = None\n"
+            "from ctl_jax.nets.matconvnet import load_pretrained\n"
+            "try:\n    load_pretrained(sys.argv[1])\nexcept ImportError as e:\n    print(e)\n")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.mat")], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "needs h5py" in result.stdout and "ctl_jax[mat]" in result.stdout
