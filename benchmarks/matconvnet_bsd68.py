@@ -16,21 +16,7 @@ sigma / 255; an odd height or width is padded by repeating the last row / column
 demo does) and the output cropped back. Published numbers are in ../shared/data/README.md (the
 authors' noise came from MATLAB's generator: expect a few hundredths of a dB of difference).
 
-Measured here (CPU, default protocol above):
-
-==========================================  ============  ========  =========
-weights                                     test set      sigma     PSNR (published)
-==========================================  ============  ========  =========
-dncnn_matconvnet/sigma=15.mat               BSD68         15        31.7486 (31.73)
-dncnn_matconvnet/sigma=25.mat               BSD68         25        29.2388 (29.23)
-dncnn_matconvnet/sigma=50.mat               BSD68         50        26.2431 (26.23)
-dncnn_matconvnet/color_sigma=25.mat         CBSD68        25        31.3359 (CDnCNN-B: 31.23)
-ffdnet/FFDNet_gray.mat                      BSD68         25        29.1993 (29.19)
-ffdnet/FFDNet_gray.mat                      BSD68         50        26.2978 (26.29)
-ffdnet/FFDNet_color.mat                     CBSD68        25        31.2285 (31.21)
-==========================================  ============  ========  =========
-
-(The published colour DnCNN number is the blind CDnCNN-B's; the file is the sigma-specific CDnCNN-S.)
+Measured numbers: experiments/README.md ("The authors' pretrained denoisers, imported").
 """
 
 from __future__ import annotations

@@ -252,3 +252,21 @@ def test_module_imports_without_h5py(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "needs h5py" in result.stdout and "ctl_jax[mat]" in result.stdout
+
+
+@pytest.mark.parametrize("layers", [tiny_dncnn_layers, tiny_ffdnet_layers])
+def test_benchmark_script_scores_an_imported_net_on_a_folder(tmp_path, layers):
+    """benchmarks/matconvnet_bsd68.py end to end on a MAT-file written here and two odd-sized images."""
+    from PIL import Image
+
+    write_simplenn(tmp_path / "net.mat", layers())
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, size in enumerate([(21, 17), (16, 16)]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, size, dtype=np.uint8)).save(images / f"{i}.png")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "matconvnet_bsd68.py"
+    done = subprocess.run([sys.executable, str(script), "--weights", str(tmp_path / "net.mat"), "--data", str(images),
+                           "--sigma", "25"], env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "images: 2  mean PSNR:" in done.stdout, done.stdout
