@@ -77,11 +77,13 @@ def _ignore_closed_event_loop(previous):
 
 
 class _HeldBackErrors(logging.Filter):
-    """Holds back error records that name a checkpoint directory while a save into it runs.
+    """Holds back error records that name a checkpoint directory while a save into it or a restore
+    from it runs.
 
-    A failed write makes each of orbax's writer threads log its own traceback (and asyncio logs the
-    tasks nobody awaited), some after the save has raised. The CheckpointError already says what
-    failed, so after a failure these records are dropped; after a success they are let through.
+    A failed write makes each of orbax's writer threads log its own traceback, and a failed read
+    leaves futures whose errors asyncio logs as "never retrieved", some after the call has raised.
+    The CheckpointError already says what failed, so after a failure these records are dropped (also
+    the late ones); after a success they are let through.
     """
 
     def __init__(self):
@@ -100,7 +102,7 @@ class _HeldBackErrors(logging.Filter):
         return True
 
     @contextlib.contextmanager
-    def during_save(self, directory: Path):
+    def during_io(self, directory: Path):
         key = str(directory)
         self._watched[key] = held = []
         try:
@@ -113,9 +115,9 @@ class _HeldBackErrors(logging.Filter):
             logging.getLogger(record.name).handle(record)
 
 
-_SAVE_ERRORS = _HeldBackErrors()
+_IO_ERRORS = _HeldBackErrors()
 for _name in ("absl", "asyncio"):
-    logging.getLogger(_name).addFilter(_SAVE_ERRORS)
+    logging.getLogger(_name).addFilter(_IO_ERRORS)
 
 
 def _install_unraisable_filter() -> None:
@@ -229,7 +231,7 @@ class Checkpointer:
             meta=ocp.args.JsonSave({**meta, "step": int(step)}),
         )
         try:
-            with _SAVE_ERRORS.during_save(self.directory):
+            with _IO_ERRORS.during_io(self.directory):
                 saved = self._manager.save(int(step), args=args, force=True)
         except Exception as e:  # orbax and tensorstore raise many types for one failed write
             earlier = [s for s in self.steps() if s < step]
@@ -263,7 +265,8 @@ class Checkpointer:
         targets = {name: tree for name, tree in targets.items() if tree is not None and jax.tree.leaves(tree)}
         items = {name: ocp.args.StandardRestore(abstract_like(tree, sharding)) for name, tree in targets.items()}
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+            with _IO_ERRORS.during_io(self.directory):
+                restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:
             raise self._corrupt(step, "arrays (" + ", ".join(items) + ")", e) from e
         out = {name: restored[name] if name in targets else None for name in ("trainable", "frozen", "opt_state")}
