@@ -205,22 +205,19 @@ def _checked_output(path: str, overwrite: bool) -> pathlib.Path:
 def _check_control_args(args) -> None:
     """Exactly one of --alpha, --alpha-map and --level; --alpha values finite and within
     +-MAX_ABS_CONTROL (checked again, with --level's values, once the model is known)."""
-    from ctl_jax.eval.sweep import MAX_ABS_CONTROL
+    from ctl_jax.eval.sweep import check_control_range
 
     given = [o for o in ("alpha", "alpha_map", "level") if getattr(args, o) is not None]
     if len(given) != 1:
         raise ValueError("give exactly one of --alpha, --alpha-map and --level")
-    values = args.alpha or []
-    if not all(np.isfinite(values)) or any(abs(float(v)) > MAX_ABS_CONTROL for v in values):
-        raise ValueError(f"control values must be finite and within [-{MAX_ABS_CONTROL:g}, {MAX_ABS_CONTROL:g}] "
-                         f"(0 = level A, 1 = level B); got {list(values)}")
+    check_control_range(args.alpha or [])
 
 
 def _control_of(args, model, alpha_map):
     """The control of ``apply``: --alpha (one value per control dimension), the --alpha-map read by
     :func:`_read_alpha_map`, or --level (degradation levels, mapped linearly: (L - A) / (B - A))."""
     from ctl_jax import Control
-    from ctl_jax.eval.sweep import MAX_ABS_CONTROL
+    from ctl_jax.eval.sweep import check_control_range
 
     if alpha_map is not None:
         if model.control_dim != 1:
@@ -236,9 +233,7 @@ def _control_of(args, model, alpha_map):
         values = np.ravel(model.task.control_for(model.task.check_levels(args.level)))
     if len(values) != model.control_dim:
         raise ValueError(f"this model takes {model.control_dim} control value(s); got {len(values)}")
-    if not all(np.isfinite(values)) or max(abs(float(v)) for v in values) > MAX_ABS_CONTROL:
-        raise ValueError(f"control values must be finite and within [-{MAX_ABS_CONTROL:g}, {MAX_ABS_CONTROL:g}]; "
-                         f"got {list(values)}")
+    check_control_range(values)
     return Control.vector(np.asarray(values, np.float32))
 
 

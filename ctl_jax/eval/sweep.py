@@ -71,6 +71,14 @@ def check_images(images) -> list[np.ndarray]:
     return out
 
 
+def check_control_range(values, what: str = "control values") -> None:
+    """ValueError unless every value is finite and within +-MAX_ABS_CONTROL (0 = level A, 1 = level B)."""
+    arr = np.asarray(values, np.float64)
+    if arr.size and (not np.all(np.isfinite(arr)) or np.abs(arr).max() > MAX_ABS_CONTROL):
+        raise ValueError(f"{what} must be finite and within [-{MAX_ABS_CONTROL:g}, {MAX_ABS_CONTROL:g}] "
+                         f"(0 = level A, 1 = level B); got {arr.tolist()}")
+
+
 def check_controls(controls, dim: int) -> np.ndarray:
     """A grid of global controls: (K,) for D = 1 or (K, D) -> float32 (K, D), finite, within
     +-MAX_ABS_CONTROL, non-empty."""
@@ -80,9 +88,7 @@ def check_controls(controls, dim: int) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] == 0:
         raise ValueError(f"controls must be a non-empty (K, {dim}) grid" + (" or (K,)" if dim == 1 else "")
                          + f"; got shape {np.shape(controls)}")
-    if not np.all(np.isfinite(arr)) or np.abs(arr).max() > MAX_ABS_CONTROL:
-        raise ValueError(f"controls must be finite and within [-{MAX_ABS_CONTROL:g}, {MAX_ABS_CONTROL:g}]; "
-                         f"got {arr.tolist()}")
+    check_control_range(arr, "controls")
     return arr
 
 
