@@ -3,6 +3,7 @@
     python benchmarks/compile_time.py                      # paper size: stages 1 and 2, micro-batches 1 and 8
     python benchmarks/compile_time.py --unrolled           # also 8 chunks unrolled whatever their size (stage 2: ~1 min)
     python benchmarks/compile_time.py --size tiny --batch 4 --patch 32 --repeats 2   # a smoke run
+    python benchmarks/compile_time.py --cpu-devices 1 2    # the rows on 1 and on 2 CPU devices, compared
 
 Stage 1 is AdaFM-Net (``NetworkSpec("adafm_net", "paper", 3)``: nb=16, nf=64) trained at level A,
 stage 2 its AdaFM tuner (kernel 5) at level B, on a ``Restoration("noise", 20, 80)`` task, batch 16 of
@@ -12,14 +13,20 @@ merge while the unrolled program would be too large to compile fast) and, with `
 chunks unrolled as requested. Per row it prints, all in this process, the time to trace and lower the
 step, to compile it and to run its first call (the three together are what the first training step
 waits for), then the median of ``--repeats`` steady steps timed in interleaved rounds (one step of every
-row per round) so that load from other processes hits all rows alike.
+row per round) so that load from other processes hits all rows alike. With several ``--cpu-devices``
+counts (``ctl_jax.train.cpu_devices``: the trainer shards the batch over them) the script runs itself
+once per count, one after the other (the count is fixed when JAX starts), and then compares every
+row's steady step with the one-batch row of the same stage on the first count.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -79,17 +86,8 @@ class Row:
         return time.perf_counter() - start
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[1, 2])
-    parser.add_argument("--micro-batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--unrolled", action="store_true", help="add rows with the chunks unrolled as requested")
-    parser.add_argument("--size", default="paper", help="AdaFM-Net variant (paper: nb=16, nf=64; tiny for a smoke run)")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--patch", type=int, default=96)
-    parser.add_argument("--repeats", type=int, default=5, help="steady steps per row (median)")
-    args = parser.parse_args()
-
+def measure(args) -> dict:
+    """Builds, times and prints every row in this process; returns {label: median steady step (s)}."""
     print(f"AdaFM-Net {args.size}, batch {args.batch} of {args.patch}x{args.patch}; {jax.devices()}", flush=True)
     rows = []
     for stage_number in args.stages:
@@ -109,6 +107,54 @@ def main():
         median = statistics.median(row.times)
         ratio = f"  x{median / statistics.median(one[0].times):.2f} of one batch" if one else ""
         print(f"{row.label:42s} {median:6.2f} s{ratio}   ({' '.join(f'{t:.2f}' for t in row.times)})")
+    return {row.label: statistics.median(row.times) for row in rows}
+
+
+def compare_device_counts(args, argv) -> None:
+    """Runs this script once per ``--cpu-devices`` count and compares the steady steps."""
+    own, in_counts = [], False  # argv without "--cpu-devices N [N ...]"
+    for token in argv:
+        in_counts = token == "--cpu-devices" or (in_counts and token.isdigit())
+        if not in_counts:
+            own.append(token)
+    medians = {}
+    for count in args.cpu_devices:
+        child = subprocess.run([sys.executable, __file__, *own, "--cpu-devices", str(count), "--json"],
+                               stdout=subprocess.PIPE, text=True, check=True)
+        lines = child.stdout.splitlines()
+        print(f"--- {count} CPU device(s)", *[line for line in lines if not line.startswith("{")], sep="\n", flush=True)
+        medians[count] = json.loads(next(line for line in lines if line.startswith("{")))
+    first = args.cpu_devices[0]
+    print(f"steady step against the one-batch row of the same stage on {first} CPU device(s):")
+    for label in medians[first]:
+        stage = label.split("  ")[0]
+        base = next(m for other, m in medians[first].items() if other.startswith(stage) and other.endswith("one batch"))
+        cells = "  ".join(f"{count} dev {medians[count][label]:5.2f} s x{medians[count][label] / base:.2f}"
+                          for count in args.cpu_devices)
+        print(f"{label:42s} {cells}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[1, 2])
+    parser.add_argument("--micro-batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--unrolled", action="store_true", help="add rows with the chunks unrolled as requested")
+    parser.add_argument("--size", default="paper", help="AdaFM-Net variant (paper: nb=16, nf=64; tiny for a smoke run)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=5, help="steady steps per row (median)")
+    parser.add_argument("--cpu-devices", type=int, nargs="+", help="XLA CPU device counts to run on (default: "
+                        "JAX's; several: one process each, compared)")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.cpu_devices and len(args.cpu_devices) > 1:
+        return compare_device_counts(args, argv)
+    if args.cpu_devices:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices[0])
+    medians = measure(args)
+    if args.json:
+        print(json.dumps(medians))
 
 
 if __name__ == "__main__":

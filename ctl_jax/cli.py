@@ -49,11 +49,23 @@ def _allowing_changes(config: dict, args, stages=("stage1", "stage2")) -> dict:
     return config
 
 
+def _use_every_core(config: dict, stages) -> dict:
+    """On a CPU, one XLA device per core (``ctl_jax.train.cpu_devices``), as many as divide the
+    stages' batch sizes; before anything runs JAX."""
+    from ctl_jax.train.cpu_devices import split_cpu_into_cores
+    from ctl_jax.train.loop import TrainConfig
+
+    default = TrainConfig.batch_size
+    split_cpu_into_cores([config.get(stage, {}).get("batch_size", default) for stage in stages])
+    return config
+
+
 def cmd_run(args) -> None:
     from ctl_jax.pipeline import run_experiment
     from ctl_jax.train.lock import workdir_lock
 
     config = _with_data_dir(load_config(args.config, args.set), args.data_dir, args.set)
+    _use_every_core(config, ("stage1", "stage2"))
     with workdir_lock(args.out):
         run_experiment(_allowing_changes(config, args), args.out)
 
@@ -72,7 +84,7 @@ def cmd_train(args) -> None:
     from ctl_jax.train.supervised import train_base
 
     config, spec, task = _parts(args)
-    config = _allowing_changes(config, args, ("stage1",))
+    config = _allowing_changes(_use_every_core(config, ("stage1",)), args, ("stage1",))
     train_base(spec, task, train_sampler(config["data"], spec.channels, config["stage1"]), args.workdir,
                TrainConfig(**config["stage1"]))
 
@@ -84,7 +96,7 @@ def cmd_tune(args) -> None:
     from ctl_jax.tuners import make_tuner
 
     config, spec, task = _parts(args)
-    config = _allowing_changes(config, args, ("stage2",))
+    config = _allowing_changes(_use_every_core(config, ("stage2",)), args, ("stage2",))
     tuner = make_tuner(args.method)
     if tuner.stages == 2 and not args.base:
         raise ValueError(f"{tuner.name} tunes a trained base: give its run folder with --base")

@@ -33,8 +33,13 @@ def _pad_same(x, k, dilation=1):
 
 
 def _taps(xp, k, dilation, h, w):
-    """The k*k shifted (N, h, w, C) views of the padded xp, row-major over the kernel taps."""
-    return [xp[:, i * dilation:i * dilation + h, j * dilation:j * dilation + w] for i in range(k) for j in range(k)]
+    """The k*k shifted (N, h, w, C) views of the padded xp, row-major over the kernel taps.
+
+    ``lax.slice`` rather than numpy-style indexing: the same program, traced several times faster
+    (the AdaFM stage 2 of a paper-size net holds about 130 of these sums)."""
+    n, _, _, c = xp.shape
+    return [jax.lax.slice(xp, (0, i * dilation, j * dilation, 0), (n, i * dilation + h, j * dilation + w, c))
+            for i in range(k) for j in range(k)]
 
 
 def _shifted_sum(xp, kernel, dilation=1):
@@ -44,7 +49,8 @@ def _shifted_sum(xp, kernel, dilation=1):
     """
     k = kernel.shape[0]
     h, w = xp.shape[1] - dilation * (k - 1), xp.shape[2] - dilation * (k - 1)
-    return sum(tap * kernel.reshape(k * k, -1)[t] for t, tap in enumerate(_taps(xp, k, dilation, h, w)))
+    weights = kernel.reshape(k * k, 1, 1, 1, -1)
+    return sum(tap * jax.lax.index_in_dim(weights, t, keepdims=False) for t, tap in enumerate(_taps(xp, k, dilation, h, w)))
 
 
 def _kernel_gradient(xp, g, k, dilation=1):

@@ -413,12 +413,14 @@ class _Progress:
 
     def __init__(self, config: TrainConfig, start: int):
         self.total = config.steps
+        devices = jax.devices()
+        self.where = f"{len(devices)} {devices[0].platform} device{'s' if len(devices) > 1 else ''}"
         try:
             from tqdm.auto import tqdm
         except ImportError:
             self.bar = None
         else:
-            self.bar = tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True, desc=self.where)
 
     def advance(self) -> None:
         if self.bar is not None:
@@ -429,7 +431,7 @@ class _Progress:
             self.bar.set_postfix(loss=f"{r['loss']:.4g}", img_s=f"{r['images_per_s']:.1f}")
         else:
             print(f"step {r['step']}/{self.total}  loss {r['loss']:.4g}  lr {r['lr']:.3g}  "
-                  f"{r['steps_per_s']:.2f} step/s  {r['images_per_s']:.1f} img/s", file=sys.stderr, flush=True)
+                  f"{r['steps_per_s']:.2f} step/s  {r['images_per_s']:.1f} img/s  ({self.where})", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -7,9 +7,11 @@ forward/backward chains that it runs concurrently, each on cache-sized tensors, 
 large steps faster on a CPU; chunks of fewer than about 16k pixels make weight-gradient convs
 slower instead, and on GPU/TPU one large batch is better. The chunks are unrolled (one copy of the
 loss per chunk in the compiled program) and XLA's compile time grows faster than the program, so
-the "auto" choice also bounds the unrolled size (:func:`micro_batch_mean`). Measurements:
-experiments/README.md ("Training step speed"); ``python benchmarks/train_step.py --micro-batches 1
-2 4 8`` measures the step, ``python benchmarks/compile_time.py`` the first step.
+the "auto" choice also bounds the unrolled size (:func:`micro_batch_mean`). The ``ctl-jax``
+trainer also runs one XLA device per CPU core (``ctl_jax.train.cpu_devices``), which gets that
+concurrency without a larger program. Measurements: experiments/README.md ("Training step speed");
+``python benchmarks/train_step.py --micro-batches 1 2 4 8`` measures the step,
+``python benchmarks/compile_time.py --cpu-devices 1 2`` the first step.
 """
 
 from __future__ import annotations
