@@ -6,6 +6,7 @@
     ctl-jax sweep --model runs/ftn --levels 20 40 60 80 --out runs/ftn_sweep
     ctl-jax apply --model runs/ftn --input noisy.png --output clean.png --alpha 0.3
     ctl-jax apply --model runs/ftn --input noisy.png --output out.png --alpha-map mask.png
+    ctl-jax import --weights sigma=15.mat --levels 15 50 --workdir runs/dncnn15   a pretrained base
 
 Decoupled learning (a hypernetwork imitating parameterised operators):
 
@@ -163,6 +164,17 @@ def cmd_prepare_ops(args) -> None:
                                  crop=args.crop, seed=args.seed, grid=args.grid))
 
 
+def cmd_import(args) -> None:
+    from ctl_jax.tasks import make_task
+    from ctl_jax.train.imported import import_run
+
+    task = make_task({"kind": "restoration", "degradations": [args.degradation], "level_a": [args.levels[0]],
+                      "level_b": [args.levels[1]]})
+    model = import_run(args.weights, task, args.workdir)
+    print(f"{args.workdir}: {model.meta.spec.name} ({model.meta.spec.variant}), {model.meta.stage} run for "
+          f"{task.label(task.level_a)} -> {task.label(task.level_b)}")
+
+
 def cmd_train_ops(args) -> None:
     from ctl_jax.operator_pipeline import train_operator_model
 
@@ -173,7 +185,7 @@ def cmd_train_ops(args) -> None:
 def cmd_apply(args) -> None:
     """Everything given is checked before the model is loaded or run: the output path, the
     control values, the input image and the alpha map."""
-    from ctl_jax.data.images import convert_pil, open_image, write_image
+    from ctl_jax.data.images import convert_pil, is_grey, open_image, write_image
     from ctl_jax.eval.sweep import quantise
     from ctl_jax.train.runs import load_run
 
@@ -186,6 +198,11 @@ def cmd_apply(args) -> None:
     alpha_map = _read_alpha_map(args.alpha_map, padded_size) if args.alpha_map else None
     model = load_run(args.model)
     image = convert_pil(picture, model.channels)
+    colour_input = not is_grey(picture)
+    if colour_input != (model.channels == 3):
+        print(f"note: {args.model} is a {'grey' if model.channels == 1 else 'colour'} network; the "
+              f"{'colour' if colour_input else 'grey'} input was converted to {'grey' if model.channels == 1 else 'RGB'}",
+              file=sys.stderr)
     padded = np.pad(image, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
     control = _control_of(args, model, alpha_map)
     result = np.asarray(quantise(model(padded[None], control)))[0]
@@ -246,6 +263,11 @@ def _control_of(args, model, alpha_map):
     if len(values) != model.control_dim:
         raise ValueError(f"this model takes {model.control_dim} control value(s); got {len(values)}")
     check_control_range(values)
+    outside = [v for v in np.ravel(values) if not 0.0 <= v <= 1.0]
+    if outside and model.tuner is not None:
+        print(f"note: control {', '.join(f'{v:g}' for v in outside)} lies outside [0, 1], the span of the levels the "
+              f"model was trained for ({model.task.label(model.task.level_a)} .. {model.task.label(model.task.level_b)}): "
+              f"it extrapolates", file=sys.stderr)
     return Control.vector(np.asarray(values, np.float32))
 
 
@@ -317,6 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="run folder for the tuner; resumes if present")
     allow_changes_arg(p)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("import", help="a pretrained MAT-file (DnCNN, FFDNet) as a run folder",
+                       description="Writes the authors' MatConvNet network as a run folder: DnCNN as a base at "
+                                   "level A (then `ctl-jax tune --base DIR`), FFDNet as a conditional run whose "
+                                   "control 0..1 spans levels A..B (then `apply --level S` or a sigma map).")
+    p.add_argument("--weights", required=True, help="MatConvNet MAT-file, e.g. dncnn_matconvnet/sigma=15.mat")
+    p.add_argument("--levels", required=True, type=float, nargs=2, metavar=("A", "B"),
+                   help="the task's levels: the base's own level and the tuning target (DnCNN: 15 50), or "
+                        "the range the control spans (FFDNet: 0 75)")
+    p.add_argument("--degradation", default="noise", help="the task's degradation (noise, jpeg, ...)")
+    p.add_argument("--workdir", required=True, help="new run folder")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("sweep", help="evaluate trained models over a control grid and write a report",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -90,7 +90,10 @@ def run_experiment(config: dict, out_dir) -> dict:
     alphas = control_grid(sweep_cfg["alphas"], task.dim)
     images, names = test_images(data, spec.channels)
 
-    if any(t.stages == 2 for t in methods):
+    imported = config.get("base", {}).get("import")
+    if imported:
+        _import_once(imported, task, out / "base")
+    elif any(t.stages == 2 for t in methods):
         _log(f"stage 1: {spec.name} ({spec.variant}) at {task.label(task.level_a)}")
         train_base(spec, task, sampler1, out / "base", stage1)
     results, tuned = {}, {}
@@ -102,7 +105,10 @@ def run_experiment(config: dict, out_dir) -> dict:
         results[tuner.name] = cached_sweep(out / tuner.name, model, images, sweep_cfg["levels"], alphas,
                                            seed=sweep_cfg.get("seed", 0), image_names=names)
     if config.get("from_scratch"):
-        results["from scratch"] = _from_scratch(spec, task, sweep_cfg, stage1, sampler1, out, images, names)
+        results["from scratch"] = _from_scratch(spec, task, sweep_cfg, stage1, sampler1, out, images, names,
+                                                config["from_scratch"])
+    for reference in config.get("references", []):
+        results[reference["name"]] = _reference(reference, task, sweep_cfg, out, images, names)
 
     report = out / "report"
     first = methods[0].name
@@ -146,34 +152,81 @@ def control_grid(alphas, dim: int) -> np.ndarray:
     return np.stack([m.ravel() for m in np.meshgrid(*[axis] * dim, indexing="ij")], axis=1)
 
 
-def _from_scratch(spec, task, sweep_cfg, stage1, sampler, out, images, names):
+def _import_once(weights, task, workdir):
+    """``ctl_jax.train.imported.import_run`` unless ``workdir`` already holds that import."""
+    from ctl_jax.train.checkpoint import latest_meta
+    from ctl_jax.train.imported import import_run
+
+    found = latest_meta(workdir)
+    if found is None:
+        _log(f"importing {weights} into {workdir}")
+        import_run(weights, task, workdir)
+    elif found.get("imported") != str(pathlib.Path(weights).resolve()):
+        raise ValueError(f"{workdir} holds another run than the import of {weights}; use another --out")
+
+
+def _from_scratch(spec, task, sweep_cfg, stage1, sampler, out, images, names, how=True):
     """One base per sweep level, each evaluated at its own level: an (L, 1) SweepResult.
 
-    At level A the stage-1 base is that network already (same data, budget and seed); it is reused.
+    ``how``: True trains them (at level A the stage-1 base is that network already: same data,
+    budget and seed; it is reused); ``{"import": "path/sigma={level:g}.mat"}`` imports a pretrained
+    network per level instead (the authors' dedicated DnCNN-S, say; ``level`` formats the name).
     """
     import dataclasses
 
-    from ctl_jax.eval.sweep import METRICS, SweepResult
-    from ctl_jax.train.runs import load_run
     from ctl_jax.train.supervised import train_base
 
     rows = []
     for level in sweep_cfg["levels"]:
-        if float(level) == task.level_a[0]:
+        other = task.level_a if float(level) == task.level_b[0] else task.level_b  # A and B must differ
+        own_task = dataclasses.replace(task, level_a=(float(level),), level_b=other)
+        if isinstance(how, dict):
+            workdir = out / f"scratch_{level:g}"
+            _import_once(how["import"].format(level=level), own_task, workdir)
+        elif float(level) == task.level_a[0]:
             workdir = out / "base"
         else:
             workdir = out / f"scratch_{level:g}"
             _log(f"from scratch: {spec.name} at {task.label([level])}")
-            other = task.level_a if float(level) == task.level_b[0] else task.level_b  # A and B must differ
-            train_base(spec, dataclasses.replace(task, level_a=(float(level),), level_b=other), sampler, workdir,
-                       stage1)
-        base = load_run(workdir)
-        base = dataclasses.replace(base, task=task)  # evaluated on the experiment's task
-        rows.append(cached_sweep(workdir, base, images, [level], [0.0], seed=sweep_cfg.get("seed", 0),
-                                 name="from scratch", image_names=names))
-    return SweepResult(level_grid=np.concatenate([r.level_grid for r in rows]), control_grid=[[0.0]],
-                       task=task.to_dict(), **{m: np.concatenate([r.metric(m) for r in rows]) for m in METRICS},
-                       name="from scratch", image_names=tuple(names), seed=rows[0].seed)
+            train_base(spec, own_task, sampler, workdir, stage1)
+        rows.append((workdir, [level], [0.0]))
+    return _per_level_result("from scratch", rows, task, sweep_cfg, images, names)
+
+
+def _reference(reference: dict, task, sweep_cfg, out, images, names):
+    """A reference network given each sweep level's true value, e.g. the imported FFDNet:
+    ``{"name": ..., "import": path, "levels": [low, high]}`` (the control range it is imported
+    for) -> an (L, 1) SweepResult like from-scratch's."""
+    import dataclasses
+
+    low, high = reference["levels"]
+    own_task = dataclasses.replace(task, level_a=(float(low),), level_b=(float(high),))
+    workdir = out / _slug(reference["name"])
+    _import_once(reference["import"], own_task, workdir)
+    rows = [(workdir, [level], own_task.control_for([[level]]).reshape(1, -1)) for level in sweep_cfg["levels"]]
+    return _per_level_result(reference["name"], rows, task, sweep_cfg, images, names)
+
+
+def _per_level_result(name, rows, task, sweep_cfg, images, names):
+    """Sweep each (run folder, [level], [control]) row at its one level and control; stacked into an
+    (L, 1) SweepResult on the experiment's task."""
+    import dataclasses
+
+    from ctl_jax.eval.sweep import METRICS, SweepResult
+    from ctl_jax.train.runs import load_run
+
+    results = []
+    for workdir, level, control in rows:
+        model = dataclasses.replace(load_run(workdir), task=task)  # evaluated on the experiment's task
+        results.append(cached_sweep(workdir, model, images, level, np.asarray(control, float).reshape(1, -1),
+                                    seed=sweep_cfg.get("seed", 0), name=name, image_names=names))
+    return SweepResult(level_grid=np.concatenate([r.level_grid for r in results]), control_grid=[[0.0]],
+                       task=task.to_dict(), **{m: np.concatenate([r.metric(m) for r in results]) for m in METRICS},
+                       name=name, image_names=tuple(names), seed=results[0].seed)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
 def _write_figures(config, tuned: dict, report, images, task, alphas):

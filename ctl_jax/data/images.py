@@ -78,6 +78,11 @@ def _high_bit_grey(image: Image.Image) -> np.ndarray:
     return np.clip(values, 0.0, 1.0)
 
 
+def is_grey(image: Image.Image) -> bool:
+    """True for a one-channel Pillow image (with or without alpha; 1-bit, 8-bit or high bit depth)."""
+    return image.mode in ("1", "L", "LA", "La") + _HIGH_BIT_GREY
+
+
 def convert_pil(image: Image.Image, channels: int) -> np.ndarray:
     """A decoded Pillow image -> float32 (H, W, channels) in [0, 1] (conversions: module doc)."""
     check_channels(channels)

@@ -12,6 +12,10 @@ from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, modulate
 # stated so that the correspondence with ``nn.Conv2d(..., padding=1)`` is obvious).
 _PAD = ((1, 1), (1, 1))
 
+# depth x features: "s" is DnCNN-S/-B and CDnCNN (the default), "3" the blind three-task DnCNN-3.
+VARIANTS = {"s": dict(depth=17, features=64), "3": dict(depth=20, features=64),
+            "small": dict(depth=8, features=32), "tiny": dict(depth=4, features=8)}
+
 
 class DnCNN(nn.Module):
     """DnCNN with residual learning: ``y = x - net(x)``, where ``net`` predicts the noise.
@@ -51,3 +55,20 @@ class DnCNN(nn.Module):
             h = nn.relu(h)
         noise = nn.Conv(self.channels, (3, 3), padding=_PAD, name=f"conv_{self.depth - 1}")(h)
         return x - noise
+
+
+def dncnn(variant: str | None = None, channels: int = 1, adafm_kernel: int | None = None) -> DnCNN:
+    """A DnCNN of the ``VARIANTS`` table (None: "s", the paper's 17 layers of 64 features)."""
+    variant = variant or "s"
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown DnCNN variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    return DnCNN(channels=channels, adafm_kernel=adafm_kernel, **VARIANTS[variant])
+
+
+def dncnn_variant(module: DnCNN) -> str:
+    """The ``VARIANTS`` name of a DnCNN's depth and width (ValueError if it has none)."""
+    for name, cfg in VARIANTS.items():
+        if (module.depth, module.features) == (cfg["depth"], cfg["features"]):
+            return name
+    raise ValueError(f"a DnCNN of depth {module.depth} and {module.features} features is not in the variants "
+                     f"table {VARIANTS}")

@@ -36,8 +36,10 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from ctl_jax.nets.dncnn import DnCNN
+from ctl_jax.nets.dncnn import DnCNN, dncnn_variant
+from ctl_jax.nets.ffdnet import VARIANTS as FFDNET_VARIANTS
 from ctl_jax.nets.ffdnet import FFDNet
+from ctl_jax.nets.registry import NetworkSpec
 
 _H5PY_HINT = "pip install 'ctl_jax[mat]' (or pip install h5py)"
 KNOWN_TYPES = ("conv", "bnorm", "relu", "SubP", "concat")
@@ -229,3 +231,16 @@ def load_pretrained(path):
     params tree, ready for ``module.apply({"params": params}, x)`` (FFDNet: ``(x, sigma_map)``).
     Batch norm is merged into the convs (see the module docstring)."""
     return network_from_layers(read_matconvnet_layers(path))
+
+
+def pretrained_spec(module) -> NetworkSpec:
+    """The registry's ``NetworkSpec`` of an imported module (DnCNN variant "s" or "3", FFDNet
+    "gray" or "color"), so run folders can record and rebuild it; ValueError for other sizes."""
+    if isinstance(module, DnCNN):
+        return NetworkSpec("dncnn", dncnn_variant(module), module.channels)
+    for name in ("gray", "color"):
+        cfg = FFDNET_VARIANTS[name]
+        if (module.channels, module.depth, module.features) == (cfg["channels"], cfg["depth"], cfg["features"]):
+            return NetworkSpec("ffdnet", name, module.channels)
+    raise ValueError(f"an FFDNet of {module.channels} channels, depth {module.depth} and {module.features} features "
+                     f"is neither the authors' grey nor colour network")

@@ -7,13 +7,13 @@ import dataclasses
 from ctl_jax.nets.adafm_net import adafm_net
 from ctl_jax.nets.cfsnet import cfsnet_main
 from ctl_jax.nets.decouple_net import decouple_net
-from ctl_jax.nets.dncnn import DnCNN
+from ctl_jax.nets.dncnn import dncnn
 from ctl_jax.nets.ffdnet import ffdnet
 
 FACTORIES = {
     "adafm_net": lambda variant, **kw: adafm_net(variant or "paper", **kw),
     "cfsnet": lambda variant, **kw: cfsnet_main(variant or "cfsnet10", **kw),
-    "dncnn": lambda variant, **kw: DnCNN(**kw),
+    "dncnn": lambda variant, **kw: dncnn(variant, **kw),
     "decouple_net": lambda variant, **kw: decouple_net(variant or "paper", **kw),
     # no variant: the paper network for the channel count ("gray" for 1 channel, else "color")
     "ffdnet": lambda variant, **kw: ffdnet(variant or ("gray" if kw.get("channels") == 1 else "color"), **kw),

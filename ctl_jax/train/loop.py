@@ -213,6 +213,9 @@ def _meta_to_save(workdir: Path, meta: dict, config: TrainConfig, normalise_meta
     found = latest_meta(workdir)
     if found is None:
         return out
+    if found.get("imported"):
+        raise ValueError(f"{workdir} holds a network imported from {found['imported']}, which is not trained here; "
+                         f"tune from it (--base {workdir}) or train into another folder")
     check_compatible(normalise_meta(found), normalise_meta(meta), workdir)
     history = list(found.get("history") or [])
     changes = config.changes_from(found.get("config"))

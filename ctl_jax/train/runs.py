@@ -38,7 +38,7 @@ class RunMeta:
     C) of the network input in training; base: where a tuned run's theta0 came from ({"workdir",
     "step"}, provenance only: the run keeps its own copy); history: resumes that changed training
     settings, oldest first, each ``{"step": steps done before the change, "changes": {name: [old, new]}}``
-    (``ctl_jax.train.loop``).
+    (``ctl_jax.train.loop``); imported: the file a pretrained network came from (None if trained here).
     """
 
     network: dict
@@ -51,6 +51,7 @@ class RunMeta:
     base: dict | None = None
     kind: str = "ctl_jax"
     history: list = dataclasses.field(default_factory=list)
+    imported: str | None = None  # the weights file of a pretrained network (ctl_jax.train.imported)
 
     def __post_init__(self):
         if self.stage not in STAGES:
