@@ -9,8 +9,10 @@ sigma; "from scratch" in the report) and FFDNet given the true sigma. Needs ../s
     ctl-jax run --config experiments/pretrained_cll.py --out runs/cll50
     ctl-jax run --config experiments/pretrained_cll.py:to75 --out runs/cll75
 
-Presets: "cpu" (default: target 50, Set12 centre crops of 128, 300 tuning steps), "to75" (the
-same with target 75), "full" (all seven methods, whole Set12 and BSD68 images; hours on a CPU) and
+Presets: "cpu" (default: target 50; FTN-gc16, AdaFM and DNI; 128x128 centre crops of the first six
+Set12 images; 300 tuning steps), "to75" (the
+same with target 75), "full" (all seven methods, whole Set12 images; `--set data.test=../shared/data/test/bsd68` for
+BSD68; hours on a CPU) and
 "smoke" (tests: tiny budgets; the weights paths still point into ../shared).
 """
 
@@ -27,11 +29,11 @@ def get_config(preset: str = "cpu") -> dict:
         "task": {"kind": "restoration", "degradations": ["noise"], "level_a": [15], "level_b": [target]},
         "base": {"import": f"{WEIGHTS}/dncnn_matconvnet/sigma=15.mat"},
         "data": {"train": f"{SHARED}/train/train400_gray", "test": f"{SHARED}/test/set12", "test_crop": 128,
-                 "max_test_images": None},
+                 "max_test_images": 6},
         "stage1": dict(steps=1, batch_size=8, patch_size=40),  # unused: the base is imported
         "stage2": dict(steps=300, batch_size=8, patch_size=40, lr=1e-4, lr_milestones=[200], lr_gamma=0.1,
                        log_every=25, ckpt_every=100, seed=1, micro_batches="auto"),
-        "methods": ["ftn-gc16", "ftn", "adafm", "dni"],
+        "methods": ["ftn-gc16", "adafm", "dni"],
         "from_scratch": {"import": WEIGHTS + "/dncnn_matconvnet/sigma={level:g}.mat"},
         "references": [{"name": "FFDNet (true sigma)", "import": f"{WEIGHTS}/ffdnet/FFDNet_gray.mat",
                         "levels": [0, 75]}],
@@ -39,7 +41,7 @@ def get_config(preset: str = "cpu") -> dict:
     }
     if preset == "full":
         config["methods"] = ["ftn-gc16", "ftn-gc4", "ftn", "adafm", "dni", "cfsnet", "dynamic-net"]
-        config["data"]["test_crop"] = None
+        config["data"].update(test_crop=None, max_test_images=None)
     elif preset == "smoke":
         config["stage2"].update(steps=2, log_every=1, ckpt_every=2, lr_milestones=[])
         config["methods"] = ["ftn", "dni"]

@@ -346,3 +346,27 @@ def test_bad_arguments_have_clear_errors(setup):
     with pytest.raises(ValueError, match="shape"):
         SweepResult(level_grid=[1], control_grid=[0, 1], psnr=[[1, 2, 3]], ssim=[[1, 2]], psnr_y=[[1, 2]],
                     ssim_y=[[1, 2]], task=NOISE.to_dict())
+
+
+def _levels_result(name, controls, psnr):
+    task = {"kind": "restoration", "degradations": ["noise"], "level_a": [15], "level_b": [50]}
+    psnr = np.asarray(psnr, float)
+    return SweepResult(level_grid=[15, 30, 50], control_grid=controls, psnr=psnr, ssim=psnr / 100, psnr_y=psnr,
+                       ssim_y=psnr / 100, task=task, name=name)
+
+
+def test_gap_table_and_level_plot_against_from_scratch(tmp_path):
+    from ctl_jax.eval.report import gap_table
+
+    # at sigma 30 (the only unseen level) the tuner's best is 27.5 at alpha 0.5, the linear alpha is
+    # 15/35 = 0.4286, the dedicated network scores 28.0: gap -0.50 dB, |best - linear| 0.07
+    tuner = _levels_result("ftn", [0.0, 0.5, 1.0], [[31, 29, 20], [26, 27.5, 25], [18, 24, 26]])
+    scratch = _levels_result("from scratch", [0.0], [[31], [28], [26.2]])
+    methods = {"ftn": tuner, "from scratch": scratch}
+    table = gap_table(methods)
+    row = next(line for line in table.splitlines() if line.startswith("| ftn"))
+    assert row == "| ftn | -0.50 | -0.50 .. -0.50 | 0.07 | 1 |"
+    assert gap_table({"ftn": tuner}) == ""
+    paths = write_report(tuner, tmp_path, title="t", method_results=methods)
+    assert paths["levels_plot"].stat().st_size > 0
+    assert "mean gap to from scratch" in paths["markdown"].read_text()

@@ -110,6 +110,41 @@ def plot_psnr_vs_alpha(result: SweepResult | Mapping[str, SweepResult], path, ti
     return _save(fig, path)
 
 
+def plot_best_vs_level(methods: Mapping[str, SweepResult], path, title: str | None = None, *,
+                       metric: str = "psnr") -> str:
+    """Two panels over the levels (D = 1): each method's best ``metric`` over its control grid, and
+    the control that gives it against the linearly expected one (FTN paper Fig. 6's reading of
+    alpha as a level). Single-control rows (references such as "from scratch") appear only in the
+    first panel, dashed. Returns the PNG path."""
+    from matplotlib import colormaps
+
+    if not methods or any(r.dim != 1 for r in methods.values()):
+        raise ValueError("plot_best_vs_level needs one or more SweepResults with one control dimension")
+    palette = colormaps["tab10"]
+    fig = _figure(11.0, 4.2)
+    value_ax, alpha_ax = fig.subplots(1, 2)
+    for i, (name, res) in enumerate(methods.items()):
+        levels = np.asarray(res.levels, float)
+        tuned = len(res.alphas) > 1
+        value_ax.plot(levels, [res.best_value(lv, metric) for lv in levels], "-" if tuned else "--",
+                      color=palette(i % 10), marker="o" if tuned else "s", ms=4, lw=1.6, label=name)
+        if tuned:
+            alpha_ax.plot(levels, [res.best_alpha(lv, metric) for lv in levels], "-o", color=palette(i % 10),
+                          ms=4, lw=1.6, label=name)
+    first = next(r for r in methods.values())
+    levels = np.asarray(first.levels, float)
+    alpha_ax.plot(levels, [first.expected_alpha(lv) for lv in levels], ":", color="black", lw=1.2,
+                  label="linear α = (level - A) / (B - A)")
+    for ax, label in ((value_ax, f"best {_METRIC_LABELS.get(metric, metric)}"), (alpha_ax, "best α")):
+        ax.set_xlabel("level")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def image_strip(images_by_alpha: Sequence[np.ndarray], alphas: Sequence[float], path,
                 labels: Sequence[str] | None = None, *, degraded=None, clean=None, title: str | None = None) -> str:
     """One test image across alphas in a row; returns the PNG path.

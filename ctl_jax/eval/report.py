@@ -105,6 +105,34 @@ def comparison_table(methods: Mapping[str, SweepResult], metric: str = "psnr") -
     return _table(["level"] + list(methods), rows)
 
 
+def gap_table(methods: Mapping[str, SweepResult], reference: str = "from scratch", metric: str = "psnr") -> str:
+    """Per method, over the levels it shares with ``reference`` other than the training levels A and
+    B (the unseen ones): the mean of (best value - reference's value) and, for methods with a control
+    grid, the mean |best α - linearly expected α|. Markdown; "" when there is no reference or no
+    unseen level."""
+    ref = methods.get(reference)
+    if ref is None or ref.dim != 1:
+        return ""
+    ref_levels = set(map(float, ref.levels))
+    rows = []
+    for name, res in methods.items():
+        if name == reference or res.dim != 1:
+            continue
+        unseen = [float(lv) for lv in res.levels  # A and B are the levels at linear alpha 0 and 1
+                  if float(lv) in ref_levels and not np.isclose(res.expected_alpha(lv), 0) and not np.isclose(res.expected_alpha(lv), 1)]
+        if not unseen:
+            continue
+        gaps = [res.best_value(lv, metric) - ref.best_value(lv, metric) for lv in unseen]
+        tuned = len(res.alphas) > 1
+        drift = [abs(res.best_alpha(lv, metric) - res.expected_alpha(lv)) for lv in unseen] if tuned else []
+        rows.append([name, f"{np.mean(gaps):+.2f}", f"{min(gaps):+.2f} .. {max(gaps):+.2f}",
+                     f"{np.mean(drift):.2f}" if drift else "–", str(len(unseen))])
+    if not rows:
+        return ""
+    return _table(["method", f"mean gap to {reference} (dB)", "range (dB)", "mean |best α - linear α|",
+                   "unseen levels"], rows)
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
 
@@ -153,8 +181,11 @@ def write_report(result: SweepResult, out_dir, *, title: str,
     two or more methods the report adds a comparison table (best PSNR and SSIM per level per
     method) and one subplot per method.
 
-    Returns {"json", "markdown", "plot": path}; "plot" only when every method has D = 1 (the tables
-    show D-dimensional levels and controls as tuples).
+    With a "from scratch" entry it adds :func:`gap_table`; with several methods of D = 1 and three or
+    more levels, ``best_vs_level.png`` (:func:`ctl_jax.eval.plots.plot_best_vs_level`).
+
+    Returns {"json", "markdown", "plot", "levels_plot": path}; "plot" only when every method has D = 1
+    (the tables show D-dimensional levels and controls as tuples).
     """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,6 +209,13 @@ def write_report(result: SweepResult, out_dir, *, title: str,
                   "Best PSNR (dB, RGB) over each method's α grid per level, with the α that gives it; "
                   "the best method per level in bold:", "", comparison_table(methods, "psnr"), "",
                   "Best SSIM (RGB):", "", comparison_table(methods, "ssim"), ""]
+    gaps = gap_table(methods)
+    if gaps:
+        lines += ["Against the from-scratch networks at the levels no method trained on (best α per level):", "",
+                  gaps, ""]
+    levels_plot = len(methods) > 1 and all(r.dim == 1 for r in methods.values()) and len(result.levels) >= 3
+    if levels_plot:
+        lines += ["![Best PSNR and best α against the level](best_vs_level.png)", ""]
     lines += _method_section(primary, result, "##")
     for name, res in methods.items():
         if res is not result:
@@ -193,6 +231,10 @@ def write_report(result: SweepResult, out_dir, *, title: str,
 
         paths["plot"] = pathlib.Path(plot_psnr_vs_alpha(methods if len(methods) > 1 else result,
                                                         os.fspath(out / "psnr_vs_alpha.png"), title))
+    if levels_plot:
+        from ctl_jax.eval.plots import plot_best_vs_level
+
+        paths["levels_plot"] = pathlib.Path(plot_best_vs_level(methods, os.fspath(out / "best_vs_level.png"), title))
     return paths
 
 
