@@ -81,3 +81,23 @@ def test_operators_notebook(tmp_path, monkeypatch):
     full = ns["apply"](ns["x"], ns["gamma"])
     head = ns["head"](ns["state"], ns["gamma"].global_value())
     np.testing.assert_allclose(head, full, atol=1e-5)
+
+
+def test_explore_alpha_notebook_on_an_imported_ffdnet(tmp_path, monkeypatch):
+    """FFDNet imported from its MAT-file: the slider is sigma (0..75) and the painted map its noise map."""
+    import pytest
+
+    pytest.importorskip("h5py")
+    from test_imported import FFDNET_TASK, ffdnet_gray_mat
+
+    from ctl_jax.train.imported import import_run
+
+    import_run(ffdnet_gray_mat(tmp_path / "ffdnet.mat"), FFDNET_TASK, tmp_path / "ffdnet")
+    monkeypatch.setenv("CTL_MODEL", str(tmp_path / "ffdnet"))
+    monkeypatch.setenv("CTL_NOTEBOOK_SIZE", "32")
+    ns = run_notebook(ROOT / "notebooks" / "explore_alpha.ipynb")
+    assert ns["painted"].shape == ns["noisy"].shape == (32, 32, 1)
+    np.testing.assert_allclose(ns["expected"], [0.5])  # sigma 37.5 of 0..75
+    # the painted map is a per-pixel sigma: where it is 0.5 everywhere it equals the global control
+    uniform = ns["model"](ns["x"], ns["ctl"].Control.per_pixel(np.full((32, 32), 0.5, np.float32)))
+    np.testing.assert_allclose(np.asarray(uniform), np.asarray(ns["model"](ns["x"], 0.5)), atol=1e-6)
