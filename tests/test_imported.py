@@ -155,3 +155,39 @@ def test_pipeline_with_an_imported_base_dedicated_networks_and_a_reference(tmp_p
     stored = json.loads((tmp_path / "out" / "report" / "sweep.json").read_text())
     assert "FFDNet (true sigma)" in json.dumps(stored)
     run_experiment(config, tmp_path / "out")  # a re-run resumes: imports and sweeps are reused
+
+
+def test_dni_of_independent_networks_script(tmp_path, capsys):
+    """experiments/dni_independent.py on a pipeline run with an imported tiny base: both DNI rows and
+    the similarity table (the independent endpoint shares no starting point with the base)."""
+    import importlib.util
+    import pathlib
+
+    from ctl_jax.pipeline import run_experiment
+
+    for level in (15, 50):
+        tiny_dncnn_mat(tmp_path / f"sigma={level}.mat", seed=level)
+    (tmp_path / "test").mkdir()
+    save_pixels(tmp_path / "test" / "a.png", (random_image((24, 24)) * 255).astype(np.uint8))
+    config = {
+        "network": {"name": "dncnn", "variant": "tiny", "channels": 1},
+        "task": {"kind": "restoration", "degradations": ["noise"], "level_a": [15], "level_b": [50]},
+        "base": {"import": str(tmp_path / "sigma=15.mat")},
+        "data": {"train": "bundled", "test": str(tmp_path / "test")},
+        "stage1": dict(steps=1, batch_size=2, patch_size=16),
+        "stage2": dict(steps=2, batch_size=2, patch_size=16, log_every=1, ckpt_every=2),
+        "methods": ["dni"], "sweep": {"levels": [15, 50], "alphas": [0.0, 1.0], "seed": 0},
+    }
+    run_experiment(config, tmp_path / "out")
+    script = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "dni_independent.py"
+    spec = importlib.util.spec_from_file_location("dni_independent", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--experiment", str(tmp_path / "out"), "--weights", str(tmp_path / "sigma=50.mat"),
+                        "--data", str(tmp_path / "test"), "--crop", "16", "--images", "1", "--levels", "15", "50"]) == 0
+    table = (tmp_path / "out" / "dni_independent" / "similarity.md").read_text()
+    rows = {line.split("|")[1].strip(): float(line.split("|")[3]) for line in table.splitlines() if line.startswith("| DNI")}
+    assert rows["DNI (fine-tuned copy)"] > rows["DNI of independent networks"]
+    assert "DNI of independent networks" in (tmp_path / "out" / "dni_independent" / "sweep.md").read_text()
+    assert module.main(["--experiment", str(tmp_path / "nothing")]) == 2
+    assert "pass --experiment" in capsys.readouterr().err
