@@ -9,6 +9,7 @@ from ctl_jax.nets.cfsnet import cfsnet_main
 from ctl_jax.nets.decouple_net import decouple_net
 from ctl_jax.nets.dncnn import dncnn
 from ctl_jax.nets.ffdnet import ffdnet
+from ctl_jax.nets.rednet import rednet
 
 FACTORIES = {
     "adafm_net": lambda variant, **kw: adafm_net(variant or "paper", **kw),
@@ -17,6 +18,8 @@ FACTORIES = {
     "decouple_net": lambda variant, **kw: decouple_net(variant or "paper", **kw),
     # no variant: the paper network for the channel count ("gray" for 1 channel, else "color")
     "ffdnet": lambda variant, **kw: ffdnet(variant or ("gray" if kw.get("channels") == 1 else "color"), **kw),
+    # no variant: RED-Net 30; the variant sets the input skip (residual=True here only adds one)
+    "rednet": lambda variant, **kw: rednet(variant, **kw),
 }
 
 
@@ -30,7 +33,7 @@ class NetworkSpec:
     channels: int = 3
     adafm_kernel: int | None = None
     condition_channels: int = 0  # decouple_net only: baseline [18]'s gamma input channels
-    residual: bool = False       # adafm_net, decouple_net, ffdnet: add the input image to the output
+    residual: bool = False       # adafm_net, decouple_net, ffdnet, rednet: add the input image to the output
     upscale: int = 1             # adafm_net only: super-resolution output scale (2 or 4)
 
     def build(self):
