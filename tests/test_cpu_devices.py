@@ -46,3 +46,13 @@ def test_split_after_jax_started_changes_nothing_and_does_not_raise():
     before = jax.device_count()
     assert split_cpu_into_cores([before * 2]) is None
     assert jax.device_count() == before
+
+
+def test_split_raises_the_collective_timeouts_without_dropping_the_users_flags():
+    code = ("import os, jax; from ctl_jax.train.cpu_devices import split_cpu_into_cores; "
+            "n = split_cpu_into_cores([64]); jax.numpy.zeros(1); print(n, os.environ.get('XLA_FLAGS', ''))")
+    out = run_python(code, XLA_FLAGS="--xla_cpu_collective_timeout_seconds=99")
+    if out[0] == "None":  # a one-core machine: nothing to split
+        return
+    assert "--xla_cpu_collective_timeout_seconds=99" in out and "--xla_cpu_collective_timeout_seconds=3600" not in out
+    assert "--xla_cpu_collective_call_terminate_timeout_seconds=3600" in out

@@ -20,6 +20,11 @@ import os
 import jax
 
 MAX_CPU_DEVICES = 8  # measured up to 2 (the 2-core machine here); more cores get at most this many
+# XLA:CPU aborts the process when one device reaches a collective (the gradient all-reduce) more than
+# 40 s after another, which happened on a 2-core machine that other jobs loaded heavily. All devices
+# are threads of one process, so a late one is slow, not lost: wait up to an hour.
+COLLECTIVE_TIMEOUT_FLAGS = ("--xla_cpu_collective_call_terminate_timeout_seconds=3600",
+                            "--xla_cpu_collective_timeout_seconds=3600")
 
 
 def usable_cores() -> int:
@@ -45,8 +50,8 @@ def cpu_device_count(batch_sizes, cores: int | None = None) -> int:
 
 
 def split_cpu_into_cores(batch_sizes) -> int | None:
-    """Give the CPU backend :func:`cpu_device_count` devices; returns the count set, or None if
-    nothing was changed (the user chose a count, one device is the answer, or JAX has already
+    """Give the CPU backend :func:`cpu_device_count` devices, with the cross-device timeouts raised
+    (``COLLECTIVE_TIMEOUT_FLAGS``); returns the count set, or None if nothing was changed (the user chose a count, one device is the answer, or JAX has already
     started its backends, as in a notebook or a test that ran JAX before calling)."""
     if user_chose_cpu_devices():
         return None
@@ -57,4 +62,8 @@ def split_cpu_into_cores(batch_sizes) -> int | None:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # backends already initialised: their device count stays
         return None
+    flags = os.environ.get("XLA_FLAGS", "")
+    extra = [f for f in COLLECTIVE_TIMEOUT_FLAGS if f.split("=")[0] not in flags]
+    if extra:  # read when the backend starts, which has not happened yet
+        os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
     return count
