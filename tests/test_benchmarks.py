@@ -49,6 +49,22 @@ def test_missing_shared_data_ends_with_one_line_saying_what_to_pass(tmp_path, ar
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("args,says", [
+    (["--weights", "{tmp}/no_such_folder", "--data", "{tmp}"], "pass --weights DIR"),
+    (["--weights", "{tmp}", "--data", "{tmp}/no_such_folder"], "pass --data DIR"),
+    (["--weights", "{tmp}", "--data", "{tmp}", "--only", "ffdnet-gray"], "pass --weights DIR holding ffdnet/FFDNet_gray.mat"),
+    (["--weights", "{tmp}/w", "--data", "{tmp}", "--only", "dncnn3-jpeg"], "pass --data DIR holding live1/"),
+    ([], "pass --weights DIR"),  # the defaults point into ../shared, absent seen from tmp
+])
+def test_pretrained_denoisers_missing_input_is_one_line(tmp_path, args, says):
+    (tmp_path / "w" / "dncnn_matconvnet").mkdir(parents=True)
+    (tmp_path / "w" / "dncnn_matconvnet" / "DnCNN3.mat").write_bytes(b"")  # only checked for existence
+    done = run("pretrained_denoisers.py", [a.format(tmp=tmp_path) for a in args], cwd=tmp_path)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
 @pytest.mark.skipif(not (SHARED / "weights" / "dncnn_25.pth").is_file() or not (SHARED / "test" / "bsd68").is_dir(),
                     reason="../shared/data (BSD68 and the KAIR DnCNN weights) is not in this checkout")
 def test_dncnn_bsd68_runs_on_two_small_crops(tmp_path):

@@ -254,19 +254,43 @@ def test_module_imports_without_h5py(tmp_path):
     assert "needs h5py" in result.stdout and "ctl_jax[mat]" in result.stdout
 
 
-@pytest.mark.parametrize("layers", [tiny_dncnn_layers, tiny_ffdnet_layers])
-def test_benchmark_script_scores_an_imported_net_on_a_folder(tmp_path, layers):
-    """benchmarks/matconvnet_bsd68.py end to end on a MAT-file written here and two odd-sized images."""
+def test_pretrained_denoisers_benchmark_end_to_end(tmp_path):
+    """benchmarks/pretrained_denoisers.py end to end, every row, on tiny MAT-files written here and tiny
+    images laid out like ../shared/data (odd sizes: FFDNet's padding; --limit 1 of two images)."""
+    import re
+
     from PIL import Image
 
-    write_simplenn(tmp_path / "net.mat", layers())
-    images = tmp_path / "images"
-    images.mkdir()
-    for i, size in enumerate([(21, 17), (16, 16)]):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, size, dtype=np.uint8)).save(images / f"{i}.png")
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "matconvnet_bsd68.py"
-    done = subprocess.run([sys.executable, str(script), "--weights", str(tmp_path / "net.mat"), "--data", str(images),
-                           "--sigma", "25"], env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True,
-                          text=True, timeout=300)
+    weights, data = tmp_path / "weights", tmp_path / "test"
+    (weights / "dncnn_matconvnet").mkdir(parents=True)
+    (weights / "ffdnet").mkdir()
+    for name in ["sigma=15", "sigma=25", "sigma=50", "DnCNN3"]:
+        write_simplenn(weights / "dncnn_matconvnet" / f"{name}.mat", tiny_dncnn_layers(features=4))
+    for sigma in [15, 25, 35, 50]:
+        write_simplenn(weights / "dncnn_matconvnet" / f"color_sigma={sigma}.mat",
+                       tiny_dncnn_layers(channels=3, features=4))
+    write_simplenn(weights / "ffdnet" / "FFDNet_gray.mat", tiny_ffdnet_layers(features=4))
+    write_simplenn(weights / "ffdnet" / "FFDNet_color.mat", tiny_ffdnet_layers(channels=3, features=4))
+    rng = np.random.default_rng(0)
+    for folder, shape in [("bsd68", (21, 17)), ("set12", (16, 16)), ("cbsd68", (19, 15, 3)), ("live1", (24, 20, 3))]:
+        (data / folder).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(data / folder / f"{i}.png")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pretrained_denoisers.py"
+    done = subprocess.run([sys.executable, str(script), "--weights", str(weights), "--data", str(data), "--limit", "1"],
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "images: 2  mean PSNR:" in done.stdout, done.stdout
+    out = done.stdout
+    assert "Images per set: BSD68 1, Set12 1, CBSD68 1, LIVE1 1" in out, out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 6 + 4 + 5 + 5 + 4, out
+    for want in ["| DnCNN-S (sigma=15.mat) | BSD68 | sigma 15 |", "| DnCNN-S (sigma=50.mat) | Set12 | sigma 50 |",
+                 "| CDnCNN (color_sigma=35.mat) | CBSD68 | sigma 35 |", "| FFDNet grey | BSD68 | sigma 75 |",
+                 "| FFDNet colour | CBSD68 | sigma 15 |", "| DnCNN-3 JPEG (Y) | LIVE1 | q40 |"]:
+        assert any(line.startswith(want) for line in rows), (want, out)
+    assert "| 29.58 (CDnCNN-B's) |" in out and "| 33.96 |" in out
+    deltas = [abs(float(line.split("|")[-2])) for line in rows]
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"max \|delta\| vs published: \d+\.\d{3} dB", last), last
+    assert float(last.split(": ")[1].split()[0]) == pytest.approx(max(deltas), abs=1e-3)
+    assert "max |delta| without the CDnCNN rows:" in out
