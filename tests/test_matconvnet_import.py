@@ -289,8 +289,8 @@ def test_pretrained_denoisers_benchmark_end_to_end(tmp_path):
                  "| FFDNet colour | CBSD68 | sigma 15 |", "| DnCNN-3 JPEG (Y) | LIVE1 | q40 |"]:
         assert any(line.startswith(want) for line in rows), (want, out)
     assert "| 29.58 (CDnCNN-B's) |" in out and "| 33.96 |" in out
-    deltas = [abs(float(line.split("|")[-2])) for line in rows]
+    deltas = [abs(float(line.split("|")[-2])) for line in rows if "CDnCNN-B" not in line]
     last = out.strip().splitlines()[-1]
     assert re.fullmatch(r"max \|delta\| vs published: \d+\.\d{3} dB", last), last
     assert float(last.split(": ")[1].split()[0]) == pytest.approx(max(deltas), abs=1e-3)
-    assert "max |delta| without the CDnCNN rows:" in out
+    assert "they are not in the line below" in out
