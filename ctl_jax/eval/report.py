@@ -106,31 +106,35 @@ def comparison_table(methods: Mapping[str, SweepResult], metric: str = "psnr") -
 
 
 def gap_table(methods: Mapping[str, SweepResult], reference: str = "from scratch", metric: str = "psnr") -> str:
-    """Per method, over the levels it shares with ``reference`` other than the training levels A and
-    B (the unseen ones): the mean of (best value - reference's value) and, for methods with a control
-    grid, the mean |best α - linearly expected α|. Markdown; "" when there is no reference or no
-    unseen level."""
+    """Per method, at the levels it shares with ``reference`` other than the training levels A and B:
+    the mean of (best value - reference's value) between A and B (interpolation) and outside them
+    (extrapolation), and, for methods with a control grid, the mean |best α - linearly expected α|
+    between A and B. Markdown; "" when there is no reference or no such level."""
     ref = methods.get(reference)
     if ref is None or ref.dim != 1:
         return ""
     ref_levels = set(map(float, ref.levels))
+
+    def mean(values, fmt):
+        return format(float(np.mean(values)), fmt) if values else "–"
+
     rows = []
     for name, res in methods.items():
         if name == reference or res.dim != 1:
             continue
-        unseen = [float(lv) for lv in res.levels  # A and B are the levels at linear alpha 0 and 1
-                  if float(lv) in ref_levels and not np.isclose(res.expected_alpha(lv), 0) and not np.isclose(res.expected_alpha(lv), 1)]
-        if not unseen:
+        position = {float(lv): res.expected_alpha(lv) for lv in res.levels if float(lv) in ref_levels}
+        inside = [lv for lv, a in position.items() if 0 < a < 1 and not np.isclose(a, 0) and not np.isclose(a, 1)]
+        outside = [lv for lv, a in position.items() if a < 0 or a > 1 and not np.isclose(a, 1)]
+        if not inside and not outside:
             continue
-        gaps = [res.best_value(lv, metric) - ref.best_value(lv, metric) for lv in unseen]
-        tuned = len(res.alphas) > 1
-        drift = [abs(res.best_alpha(lv, metric) - res.expected_alpha(lv)) for lv in unseen] if tuned else []
-        rows.append([name, f"{np.mean(gaps):+.2f}", f"{min(gaps):+.2f} .. {max(gaps):+.2f}",
-                     f"{np.mean(drift):.2f}" if drift else "–", str(len(unseen))])
+        gap = {lv: res.best_value(lv, metric) - ref.best_value(lv, metric) for lv in inside + outside}
+        drift = [abs(res.best_alpha(lv, metric) - position[lv]) for lv in inside] if len(res.alphas) > 1 else []
+        rows.append([name, mean([gap[lv] for lv in inside], "+.2f"), mean([gap[lv] for lv in outside], "+.2f"),
+                     mean(drift, ".2f"), f"{len(inside)} / {len(outside)}"])
     if not rows:
         return ""
-    return _table(["method", f"mean gap to {reference} (dB)", "range (dB)", "mean |best α - linear α|",
-                   "unseen levels"], rows)
+    return _table(["method", f"mean gap to {reference} between A and B (dB)", "mean gap outside A..B (dB)",
+                   "mean \\|best α - linear α\\| between A and B", "levels between / outside"], rows)
 
 
 def _slug(name: str) -> str:
@@ -211,7 +215,7 @@ def write_report(result: SweepResult, out_dir, *, title: str,
                   "Best SSIM (RGB):", "", comparison_table(methods, "ssim"), ""]
     gaps = gap_table(methods)
     if gaps:
-        lines += ["Against the from-scratch networks at the levels no method trained on (best α per level):", "",
+        lines += ["Against the from-scratch networks at the levels the methods did not train on (best α per level):", "",
                   gaps, ""]
     levels_plot = len(methods) > 1 and all(r.dim == 1 for r in methods.values()) and len(result.levels) >= 3
     if levels_plot:
