@@ -16,6 +16,7 @@ itself, not the file it points to.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Callable, Union
@@ -109,3 +110,9 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "the output") -
         raise NotADirectoryError(f"the folder of {what}, {folder}, is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {what}: the folder {folder} is read-only")
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a file or folder name: runs of characters other than letters, digits, ``.``, ``_``
+    and ``-`` become one ``_`` ("FFDNet (true sigma)" -> "FFDNet_true_sigma")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unnamed"

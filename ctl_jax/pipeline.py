@@ -201,7 +201,9 @@ def _reference(reference: dict, task, sweep_cfg, out, images, names):
 
     low, high = reference["levels"]
     own_task = dataclasses.replace(task, level_a=(float(low),), level_b=(float(high),))
-    workdir = out / _slug(reference["name"])
+    from ctl_jax.files import safe_name
+
+    workdir = out / safe_name(reference["name"])
     _import_once(reference["import"], own_task, workdir)
     rows = [(workdir, [level], own_task.control_for([[level]]).reshape(1, -1)) for level in sweep_cfg["levels"]]
     return _per_level_result(reference["name"], rows, task, sweep_cfg, images, names)
@@ -223,10 +225,6 @@ def _per_level_result(name, rows, task, sweep_cfg, images, names):
     return SweepResult(level_grid=np.concatenate([r.level_grid for r in results]), control_grid=[[0.0]],
                        task=task.to_dict(), **{m: np.concatenate([r.metric(m) for r in results]) for m in METRICS},
                        name=name, image_names=tuple(names), seed=results[0].seed)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
 def _write_figures(config, tuned: dict, report, images, task, alphas):

@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import re
 from typing import Mapping
 
 import numpy as np
 
 from ctl_jax.eval.sweep import SweepResult
-from ctl_jax.files import write_text_atomic
+from ctl_jax.files import safe_name, write_text_atomic
 
 PSNR_DIGITS = 2
 SSIM_DIGITS = 4
@@ -135,10 +134,6 @@ def gap_table(methods: Mapping[str, SweepResult], reference: str = "from scratch
         return ""
     return _table(["method", f"mean gap to {reference} between A and B (dB)", "mean gap outside A..B (dB)",
                    "mean \\|best α - linear α\\| between A and B", "levels between / outside"], rows)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
 
 
 def _describe(result: SweepResult) -> str:
@@ -262,7 +257,7 @@ def _write_report_nd(result: SweepResult, out: pathlib.Path, title: str, method_
                   "Best control per degradation pair against the linearly expected one (level - A) / (B - A):", "",
                   control_2d_table(res, "psnr"), ""]
         if res.dim == 2 and _full_grid(res.control_grid):  # heat maps need the controls on an outer product
-            paths[f"plot_{name}"] = out / f"control_2d_{_slug(name)}.png"
+            paths[f"plot_{name}"] = out / f"control_2d_{safe_name(name)}.png"
             plot_control_2d(res, paths[f"plot_{name}"], f"{title}: {name}")
             lines += [f"![PSNR over the control grid]({paths[f'plot_{name}'].name})", ""]
     write_text_atomic(paths["markdown"], "\n".join(lines))
