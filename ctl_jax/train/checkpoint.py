@@ -94,6 +94,8 @@ class _HeldBackErrors(logging.Filter):
         if record.levelno < logging.ERROR or not self._watched:
             return True
         text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info and record.exc_info[1] else "")
+        if _LATE_THREAD_ERROR in text and any(held is None for held in self._watched.values()):
+            return False  # an orbax thread of a failed save, failing again at exit (names no directory)
         for directory, held in list(self._watched.items()):
             if directory in text:
                 if held is not None:
@@ -115,6 +117,10 @@ class _HeldBackErrors(logging.Filter):
             logging.getLogger(record.name).handle(record)
 
 
+# What orbax logs when one of its threads raises; after a failed save with the batch sharded over
+# several devices its metadata thread raises once more at interpreter exit ("cannot schedule new
+# futures after interpreter shutdown"), with a traceback that names no directory.
+_LATE_THREAD_ERROR = "_SignalingThread.run() raised an exception"
 _IO_ERRORS = _HeldBackErrors()
 for _name in ("absl", "asyncio"):
     logging.getLogger(_name).addFilter(_IO_ERRORS)
