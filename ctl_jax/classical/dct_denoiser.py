@@ -411,6 +411,21 @@ def _geometric(start: float, end: float, steps: int) -> jax.Array:
     return jnp.exp(jnp.linspace(math.log(start), math.log(end), steps)).astype(jnp.float32)
 
 
+def _descend(loss, x0, inputs, optimizer):
+    """Minimise ``loss(x, *inputs[i])`` by one ``optimizer`` step per i (a jitted ``lax.scan``) from
+    the scalar ``x0``; returns ``(x, history)``: the final value (float) and the value after each step."""
+    import optax
+
+    def step(carry, inp):
+        x, state = carry
+        updates, state = optimizer.update(jax.grad(loss)(x, *inp), state, x)
+        x = optax.apply_updates(x, updates)
+        return (x, state), x
+
+    (x, _), history = jax.jit(lambda c, i: jax.lax.scan(step, c, i))((x0, optimizer.init(x0)), inputs)
+    return float(x), np.asarray(history)
+
+
 def learn_toy_threshold(true_threshold: float = 2.4, std: float = 8.0, init: float = 6.0, steps: int = 1500,
                         lr: float = 0.05, temperatures=(4.0, 0.02), batch: int = 4096, seed: int = 0):
     """The seed's toy: learn a hard threshold from examples by gradient descent with annealing.
@@ -424,25 +439,12 @@ def learn_toy_threshold(true_threshold: float = 2.4, std: float = 8.0, init: flo
     """
     import optax  # imported where used (DESIGN.md principle 9)
 
-    lams = _geometric(*temperatures, steps)
-    opt = optax.adam(lr)
-    t0 = jnp.float32(init)
-
-    def loss(t, x, lam):
+    def loss(t, key, lam):
+        x = std * jax.random.normal(key, (batch,))
         return jnp.mean((smooth_threshold(x, t, lam) - hard_threshold(x, true_threshold)) ** 2)
 
-    def step(carry, inp):
-        t, state = carry
-        key, lam = inp
-        x = std * jax.random.normal(key, (batch,))
-        g = jax.grad(loss)(t, x, lam)
-        updates, state = opt.update(g, state, t)
-        t = optax.apply_updates(t, updates)
-        return (t, state), t
-
     keys = jax.random.split(jax.random.key(seed), steps)
-    (t, _), history = jax.jit(lambda c, i: jax.lax.scan(step, c, i))((t0, opt.init(t0)), (keys, lams))
-    return float(t), np.asarray(history)
+    return _descend(loss, jnp.float32(init), (keys, _geometric(*temperatures, steps)), optax.adam(lr))
 
 
 def learn_ratio(clean_patches, sigma: float, init: float = 2.0, steps: int = 200, lr: float = 0.05,
@@ -481,13 +483,5 @@ def learn_ratio(clean_patches, sigma: float, init: float = 2.0, steps: int = 200
         out = idct_average(threshold_coefficients(coef, r * unit, "smooth", lam * unit), patch, inverse)
         return jnp.mean((out - clean) ** 2)
 
-    def step(carry, inp):
-        r, state = carry
-        g = jax.grad(loss)(r, *inp)
-        updates, state = opt.update(g, state, r)
-        r = optax.apply_updates(r, updates)
-        return (r, state), r
-
     keys = jax.random.split(jax.random.key(seed), steps)
-    (r, _), history = jax.jit(lambda c, i: jax.lax.scan(step, c, i))((r0, opt.init(r0)), (keys, lams))
-    return float(r), np.asarray(history)
+    return _descend(loss, r0, (keys, lams), opt)
