@@ -51,8 +51,9 @@ def cpu_device_count(batch_sizes, cores: int | None = None) -> int:
 
 def split_cpu_into_cores(batch_sizes) -> int | None:
     """Give the CPU backend :func:`cpu_device_count` devices, with the cross-device timeouts raised
-    (``COLLECTIVE_TIMEOUT_FLAGS``); returns the count set, or None if nothing was changed (the user chose a count, one device is the answer, or JAX has already
-    started its backends, as in a notebook or a test that ran JAX before calling)."""
+    (``COLLECTIVE_TIMEOUT_FLAGS``); returns the count set, or None if nothing was changed (the user
+    chose a count, one device is the answer, or JAX has already started its backends, as in a
+    notebook or a test that ran JAX before calling)."""
     if user_chose_cpu_devices():
         return None
     count = cpu_device_count(batch_sizes)
