@@ -132,12 +132,14 @@ def cached_sweep(run_dir, model, images, levels, controls, **kwargs):
                                      [hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]],
                                     default=str).encode()).hexdigest()
     path = pathlib.Path(run_dir) / "sweep.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get(key):
-            return SweepResult.from_dict(stored[key])
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    if stored.get(key):
+        return SweepResult.from_dict(stored[key])
     result = sweep(model, images, levels, controls, **kwargs)
-    write_text_atomic(path, json.dumps({key: result.to_dict()}))
+    # Every distinct sweep is kept: one run folder serves several (a reference network at each level,
+    # the crops of the experiment and the whole images of a later evaluation).
+    stored[key] = result.to_dict()
+    write_text_atomic(path, json.dumps(stored))
     return result
 
 
@@ -190,7 +192,7 @@ def _from_scratch(spec, task, sweep_cfg, stage1, sampler, out, images, names, ho
             _log(f"from scratch: {spec.name} at {task.label([level])}")
             train_base(spec, own_task, sampler, workdir, stage1)
         rows.append((workdir, [level], [0.0]))
-    return _per_level_result("from scratch", rows, task, sweep_cfg, images, names)
+    return per_level_result("from scratch", rows, task, sweep_cfg, images, names)
 
 
 def _reference(reference: dict, task, sweep_cfg, out, images, names):
@@ -206,11 +208,11 @@ def _reference(reference: dict, task, sweep_cfg, out, images, names):
     workdir = out / safe_name(reference["name"])
     _import_once(reference["import"], own_task, workdir)
     rows = [(workdir, [level], own_task.control_for([[level]]).reshape(1, -1)) for level in sweep_cfg["levels"]]
-    return _per_level_result(reference["name"], rows, task, sweep_cfg, images, names)
+    return per_level_result(reference["name"], rows, task, sweep_cfg, images, names)
 
 
-def _per_level_result(name, rows, task, sweep_cfg, images, names):
-    """Sweep each (run folder, [level], [control]) row at its one level and control; stacked into an
+def per_level_result(name, rows, task, sweep_cfg, images, names):
+    """Sweep (cached) each (run folder, [level], [control]) row at its one level and control; stacked into an
     (L, 1) SweepResult on the experiment's task."""
     import dataclasses
 

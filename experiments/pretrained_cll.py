@@ -19,6 +19,12 @@ BSD68; hours on a CPU) and
 SHARED = "../shared/data"
 WEIGHTS = f"{SHARED}/weights"
 LEVELS = [10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75]
+# DnCNN has no residual blocks, so the feature-space tuners name their mixing points among its convs
+# (conv_0 .. conv_16): CFSNet couples a tuning block into every middle conv (its main branch is all
+# of them), Dynamic-Net puts its three tuning blocks at three pre-defined places, as in its paper.
+METHODS = ["ftn-gc16", "ftn-gc4", "ftn", "adafm", "dni",
+           {"class": "CFSNet", "name": "cfsnet", "layers": ["conv_[1-9]", "conv_1[0-5]"]},
+           {"class": "DynamicNet", "name": "dynamic-net", "layers": ["conv_4", "conv_8", "conv_12"]}]
 
 
 def get_config(preset: str = "cpu") -> dict:
@@ -33,14 +39,13 @@ def get_config(preset: str = "cpu") -> dict:
         "stage1": dict(steps=1, batch_size=8, patch_size=40),  # unused: the base is imported
         "stage2": dict(steps=300, batch_size=8, patch_size=40, lr=1e-4, lr_milestones=[200], lr_gamma=0.1,
                        log_every=25, ckpt_every=100, seed=1, micro_batches="auto"),
-        "methods": ["ftn-gc16", "adafm", "dni"],
+        "methods": METHODS,
         "from_scratch": {"import": WEIGHTS + "/dncnn_matconvnet/sigma={level:g}.mat"},
         "references": [{"name": "FFDNet (true sigma)", "import": f"{WEIGHTS}/ffdnet/FFDNet_gray.mat",
                         "levels": [0, 75]}],
         "sweep": {"levels": LEVELS, "alphas": [round(-0.2 + 0.1 * i, 1) for i in range(19)], "seed": 0},
     }
     if preset == "full":
-        config["methods"] = ["ftn-gc16", "ftn-gc4", "ftn", "adafm", "dni", "cfsnet", "dynamic-net"]
         config["data"].update(test_crop=None, max_test_images=None)
     elif preset == "smoke":
         config["stage2"].update(steps=2, log_every=1, ckpt_every=2, lr_milestones=[])

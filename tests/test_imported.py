@@ -128,7 +128,7 @@ def test_cli_import_then_apply_notes_extrapolation_and_grey_conversion(tmp_path,
     assert "missing.mat" in capsys.readouterr().err
 
 
-def test_pipeline_with_an_imported_base_dedicated_networks_and_a_reference(tmp_path):
+def test_pipeline_with_an_imported_base_dedicated_networks_and_a_reference(tmp_path, monkeypatch):
     from ctl_jax.pipeline import run_experiment
 
     for level in (15, 50):
@@ -154,7 +154,15 @@ def test_pipeline_with_an_imported_base_dedicated_networks_and_a_reference(tmp_p
     assert dni.metric("psnr")[0, 0] == pytest.approx(scratch.metric("psnr")[0, 0], abs=1e-6)
     stored = json.loads((tmp_path / "out" / "report" / "sweep.json").read_text())
     assert "FFDNet (true sigma)" in json.dumps(stored)
-    run_experiment(config, tmp_path / "out")  # a re-run resumes: imports and sweeps are reused
+
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("a re-run swept again")
+
+    # a re-run resumes: imports and sweeps are reused, the reference's one sweep per level included
+    monkeypatch.setattr("ctl_jax.eval.sweep.sweep", no_sweep)
+    again = run_experiment(config, tmp_path / "out")
+    assert again["FFDNet (true sigma)"].metric("psnr").tolist() == results["FFDNet (true sigma)"].metric("psnr").tolist()
 
 
 def test_dni_of_independent_networks_script(tmp_path, capsys):
@@ -191,3 +199,50 @@ def test_dni_of_independent_networks_script(tmp_path, capsys):
     assert "DNI of independent networks" in (tmp_path / "out" / "dni_independent" / "sweep.md").read_text()
     assert module.main(["--experiment", str(tmp_path / "nothing")]) == 2
     assert "pass --experiment" in capsys.readouterr().err
+
+
+def test_whole_image_script_scores_each_method_at_its_crop_alpha(tmp_path):
+    """experiments/cll_whole_images.py: every row at every level on whole images; the dedicated row
+    equals a direct sweep of that network; the DCT row denoises."""
+    import importlib.util
+    import pathlib
+
+    from ctl_jax.eval.sweep import sweep
+    from ctl_jax.pipeline import run_experiment
+
+    for level in (15, 50):
+        tiny_dncnn_mat(tmp_path / f"sigma={level}.mat", seed=level)
+    (tmp_path / "test").mkdir()
+    for name, shape in (("a", (24, 20)), ("b", (18, 26))):
+        save_pixels(tmp_path / "test" / f"{name}.png", (random_image(shape, seed=len(name) + shape[0]) * 255).astype(np.uint8))
+    config = {
+        "network": {"name": "dncnn", "variant": "tiny", "channels": 1},
+        "task": {"kind": "restoration", "degradations": ["noise"], "level_a": [15], "level_b": [50]},
+        "base": {"import": str(tmp_path / "sigma=15.mat")},
+        "data": {"train": "bundled", "test": str(tmp_path / "test"), "test_crop": 16},
+        "stage1": dict(steps=1, batch_size=2, patch_size=16),
+        "stage2": dict(steps=2, batch_size=2, patch_size=16, log_every=1, ckpt_every=2),
+        "methods": ["dni"], "sweep": {"levels": [15, 50], "alphas": [0.0, 0.5, 1.0], "seed": 0},
+        "from_scratch": {"import": str(tmp_path) + "/sigma={level:g}.mat"},
+    }
+    run_experiment(config, tmp_path / "out")
+    (tmp_path / "dct.json").write_text(json.dumps({"sweep": {"hard/15": {"best_r": 2.6}, "hard/50": {"best_r": 2.9}}}))
+    script = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "cll_whole_images.py"
+    spec = importlib.util.spec_from_file_location("cll_whole_images", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--experiment", str(tmp_path / "out"), "--data", str(tmp_path / "test"),
+                        "--dct-results", str(tmp_path / "dct.json")]) == 0
+    table = (tmp_path / "out" / "whole_test" / "table.md").read_text()
+    assert "DCT (hard, r(σ))" in table and "from scratch" in table and "dni" in table
+    assert (tmp_path / "out" / "whole_test" / "best_vs_level.png").is_file()
+
+    from ctl_jax.pipeline import test_images
+
+    images, _ = test_images({"test": str(tmp_path / "test")}, 1)
+    assert images[0].shape == (24, 20, 1)  # whole, not the experiment's 16x16 crops
+    direct = sweep(load_run(tmp_path / "out" / "scratch_50"), images, [50], [0.0], seed=0)
+    cached = json.loads((tmp_path / "out" / "scratch_50" / "sweep.json").read_text()).values()
+    assert float(direct.psnr[0, 0]) in [entry["psnr"][0][0] for entry in cached]
+    row = next(line for line in table.splitlines() if line.startswith("| σ=50"))
+    assert row.count("(α=") == 3  # dni, from scratch and the DCT row all scored at sigma 50

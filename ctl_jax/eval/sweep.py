@@ -16,9 +16,11 @@ here, see experiments/README.md), "vmap" or "map" (``jax.lax.map`` over chunks).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import time
+from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import jax
@@ -121,7 +123,18 @@ def sweep_fn(model, strategy: str = "auto", *, border: int = 0, chunk: int = 4) 
         raise ValueError(f"unknown sweep strategy {strategy!r}; choose one of {STRATEGIES + ('auto',)}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1; got {chunk}")
-    forward = forward_fn(model)
+    trees = (model.theta0, model.phi)
+    try:  # models of one kind (network, tuner) share the compiled evaluator: one compile per input shape
+        f = _compiled_evaluator(model.network, model.tuner, strategy, border, chunk)
+    except TypeError:  # an unhashable network or tuner: compile for this model only
+        f = _compiled_evaluator.__wrapped__(model.network, model.tuner, strategy, border, chunk)
+    return lambda x, clean, cs: f(*trees, x, clean, cs)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_evaluator(network, tuner, strategy: str, border: int, chunk: int) -> Callable:
+    """``f(theta0, phi, x, clean, controls (K, D)) -> (K, 4, B)``, jitted (see :func:`sweep_fn`)."""
+    forward = forward_fn(SimpleNamespace(network=network, tuner=tuner))
 
     def one(theta0, phi, x, clean, c):  # c: (D,)
         y = forward(theta0, phi, x, c.reshape(1, 1, 1, -1))
@@ -129,16 +142,13 @@ def sweep_fn(model, strategy: str = "auto", *, border: int = 0, chunk: int = 4) 
             raise ValueError(f"the network maps inputs {x.shape} to {y.shape}, but the clean images are {clean.shape}")
         return scores(y, clean, border)
 
-    trees = (model.theta0, model.phi)
     if strategy == "vmap":
-        f = jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0)))
-        return lambda x, clean, cs: f(*trees, x, clean, cs)
+        return jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0)))
     if strategy == "map":
-        f = jax.jit(lambda t0, phi, x, clean, cs: jax.lax.map(lambda c: one(t0, phi, x, clean, c), cs,
-                                                              batch_size=chunk))
-        return lambda x, clean, cs: f(*trees, x, clean, cs)
+        return jax.jit(lambda t0, phi, x, clean, cs: jax.lax.map(lambda c: one(t0, phi, x, clean, c), cs,
+                                                                 batch_size=chunk))
     single = jax.jit(one)
-    return lambda x, clean, cs: jnp.stack([single(*trees, x, clean, cs[k]) for k in range(cs.shape[0])])
+    return lambda t0, phi, x, clean, cs: jnp.stack([single(t0, phi, x, clean, cs[k]) for k in range(cs.shape[0])])
 
 
 # ---------------------------------------------------------------------------------------------
