@@ -16,15 +16,13 @@ BSD68; hours on a CPU) and
 "smoke" (tests: tiny budgets; the weights paths still point into ../shared).
 """
 
+from ctl_jax.nets.dncnn import feature_tuner_specs
+
 SHARED = "../shared/data"
 WEIGHTS = f"{SHARED}/weights"
 LEVELS = [10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75]
-# DnCNN has no residual blocks, so the feature-space tuners name their mixing points among its convs
-# (conv_0 .. conv_16): CFSNet couples a tuning block into every middle conv (its main branch is all
-# of them), Dynamic-Net puts its three tuning blocks at three pre-defined places, as in its paper.
-METHODS = ["ftn-gc16", "ftn-gc4", "ftn", "adafm", "dni",
-           {"class": "CFSNet", "name": "cfsnet", "layers": ["conv_[1-9]", "conv_1[0-5]"]},
-           {"class": "DynamicNet", "name": "dynamic-net", "layers": ["conv_4", "conv_8", "conv_12"]}]
+# CFSNet in every middle conv, Dynamic-Net at three places (DnCNN has no residual blocks)
+METHODS = ["ftn-gc16", "ftn-gc4", "ftn", "adafm", "dni", *feature_tuner_specs("s")]
 
 
 def get_config(preset: str = "cpu") -> dict:

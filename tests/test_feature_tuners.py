@@ -203,3 +203,17 @@ def test_clear_errors(method):
     deeper = cfsnet_main("tiny", blocks=3)
     with pytest.raises(ValueError, match="no parameters for mixing point 'block_2'"):
         tuner.apply(deeper, deeper.init(jax.random.key(0), x)["params"], phi, x, 0.5)
+
+
+@pytest.mark.parametrize("variant, middle, places", [("tiny", 2, ["conv_1", "conv_2", "conv_3"]),
+                                                     ("s", 15, ["conv_4", "conv_8", "conv_12"])])
+def test_dncnn_feature_tuner_specs_name_every_middle_conv_and_three_places(variant, middle, places):
+    from ctl_jax.nets.dncnn import dncnn, feature_tuner_specs
+
+    net = dncnn(variant)
+    x = jax.ShapeDtypeStruct((1, 16, 16, 1), jnp.float32)
+    theta0 = jax.eval_shape(net.init, jax.random.key(0), x)["params"]
+    cfsnet, dynamic = (make_tuner(spec) for spec in feature_tuner_specs(variant))
+    assert sorted(cfsnet.points(net, theta0, x), key=lambda k: int(k.split("_")[1])) == \
+        [f"conv_{i}" for i in range(1, middle + 1)]
+    assert sorted(dynamic.points(net, theta0, x)) == sorted(places)

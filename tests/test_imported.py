@@ -246,3 +246,63 @@ def test_whole_image_script_scores_each_method_at_its_crop_alpha(tmp_path):
     assert float(direct.psnr[0, 0]) in [entry["psnr"][0][0] for entry in cached]
     row = next(line for line in table.splitlines() if line.startswith("| σ=50"))
     assert row.count("(α=") == 3  # dni, from scratch and the DCT row all scored at sigma 50
+
+
+def test_dejpeg_live1_script_scores_both_protocols(tmp_path):
+    """experiments/dejpeg_live1.py on a tiny imported base tuned from q40 to q10: a row per method and
+    the blind reference; the reference at alpha 0 is the base itself, so both give the same numbers."""
+    import importlib.util
+    import pathlib
+
+    from ctl_jax.pipeline import run_experiment
+
+    weights = tiny_dncnn_mat(tmp_path / "blind.mat")
+    (tmp_path / "live1").mkdir()
+    for name, shape in (("a", (20, 28, 3)), ("b", (24, 24, 3))):
+        save_pixels(tmp_path / "live1" / f"{name}.png", (random_image(shape, seed=shape[0]) * 255).astype(np.uint8))
+    config = {
+        "network": {"name": "dncnn", "variant": "tiny", "channels": 1},
+        "task": {"kind": "restoration", "degradations": ["jpeg"], "level_a": [40], "level_b": [10]},
+        "base": {"import": str(weights)},
+        "data": {"train": "bundled", "test": str(tmp_path / "live1"), "test_crop": 16},
+        "stage1": dict(steps=1, batch_size=2, patch_size=16),
+        "stage2": dict(steps=2, batch_size=2, patch_size=16, log_every=1, ckpt_every=2),
+        "methods": ["dni"], "sweep": {"levels": [10, 40], "alphas": [0.0, 1.0], "seed": 0},
+        "references": [{"name": "DnCNN-3 (blind)", "import": str(weights), "levels": [40, 10]}],
+    }
+    run_experiment(config, tmp_path / "out")
+    script = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "dejpeg_live1.py"
+    spec = importlib.util.spec_from_file_location("dejpeg_live1", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--experiment", str(tmp_path / "out"), "--data", str(tmp_path / "live1"), "--crop", "0",
+                        "--qualities", "10", "40"]) == 0
+    table = (tmp_path / "out" / "live1" / "table.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert {"JPEG input", "dni", "DnCNN-3 (blind)"} <= set(rows)
+    # the reference is the base at alpha 0; where DNI chose alpha 0 it is the same network, same numbers
+    dni_cells, ref_cells = rows["dni"].split("|")[2:4], rows["DnCNN-3 (blind)"].split("|")[2:4]
+    for dni, ref in zip(dni_cells, ref_cells):
+        if "(α=0)" in dni:
+            assert dni.split("(")[0] == ref.split("(")[0]
+    assert module.main(["--experiment", str(tmp_path / "nothing")]) == 2
+
+
+def test_rgb_protocol_of_a_perfect_restorer_is_the_chroma_loss_only():
+    """With the Y channel restored exactly, the RGB protocol's loss comes from chroma and rounding
+    alone, and is far smaller than the JPEG input's."""
+    import importlib.util
+    import pathlib
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "dejpeg_live1.py"
+    spec = importlib.util.spec_from_file_location("dejpeg_live1", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from PIL import Image
+
+    rgb8 = (random_image((32, 32, 3), seed=5) * 255).astype(np.uint8)
+    true_y = np.asarray(Image.fromarray(rgb8, "RGB").convert("YCbCr"))[..., 0]
+    jpeg_in, restored = module.rgb_protocol(rgb8, 10, lambda y8: true_y)
+    assert restored > jpeg_in + 1.0
+    y_in, y_out = module.y_protocol(rgb8, 10, lambda y8: y8)  # the identity restorer scores the input
+    assert y_out == pytest.approx(y_in)

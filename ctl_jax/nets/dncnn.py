@@ -72,3 +72,20 @@ def dncnn_variant(module: DnCNN) -> str:
             return name
     raise ValueError(f"a DnCNN of depth {module.depth} and {module.features} features is not in the variants "
                      f"table {VARIANTS}")
+
+
+def feature_tuner_specs(variant: str | None = None) -> list[dict]:
+    """CFSNet and Dynamic-Net as a config names them (``make_tuner`` specs) for a DnCNN ``variant``.
+
+    DnCNN has no residual blocks, so their mixing points are convs: CFSNet couples a tuning block
+    into every middle conv (``conv_1`` .. ``conv_{depth-2}``, its main branch being all of them);
+    Dynamic-Net puts its three tuning blocks after the convs at a quarter, half and three quarters
+    of the depth (its paper's three pre-defined places).
+    """
+    depth = dncnn(variant).depth
+    last = depth - 2  # the middle convs are conv_1 .. conv_{last}, as fnmatch patterns by decimal digit
+    middle = [f"conv_[1-{min(last, 9)}]"] + [f"conv_{tens}[0-{min(9, last - 10 * tens)}]"
+                                            for tens in range(1, last // 10 + 1)]
+    places = [f"conv_{depth * k // 4}" for k in (1, 2, 3)]
+    return [{"class": "CFSNet", "name": "cfsnet", "layers": middle},
+            {"class": "DynamicNet", "name": "dynamic-net", "layers": places}]
