@@ -5,7 +5,8 @@ from ctl_jax.tasks.restoration import Restoration
 
 
 def make_task(d: dict):
-    """{"kind": "restoration", "degradations", "level_a", "level_b", "loss"} or {"kind": "operators", ...}."""
+    """{"kind": "restoration", "degradations", "level_a", "level_b", "loss"}, {"kind": "operators", ...}
+    or {"kind": "style", ...} (``ctl_jax.tasks.style``)."""
     d = dict(d)
     kind = d.pop("kind", "restoration")
     if kind == "restoration":
@@ -14,4 +15,8 @@ def make_task(d: dict):
         from ctl_jax.tasks.operators import OperatorImitation
 
         return OperatorImitation(**d)
-    raise ValueError(f"unknown task kind {kind!r}; choose 'restoration' or 'operators'")
+    if kind == "style":
+        from ctl_jax.tasks.style import StyleTransfer
+
+        return StyleTransfer(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    raise ValueError(f"unknown task kind {kind!r}; choose 'restoration', 'operators' or 'style'")

@@ -82,8 +82,11 @@ def predict(stage: Stage, model, params, frozen: dict, x, control):
 
 def stage_loss(stage: Stage, model, params, frozen: dict, batch, shards: int = 1):
     """The stage's loss on one batch (micro-batched, ``ctl_jax.train.steps.micro_batch_mean``)."""
+    task_loss = getattr(stage.task, "batch_loss", None)  # a task whose loss needs the input or control
+
     def one(x, y, c):
-        return weighted_loss(stage.loss, predict(stage, model, params, frozen, x, c), y)
+        pred = predict(stage, model, params, frozen, x, c)
+        return task_loss(pred, x, y, c) if task_loss else weighted_loss(stage.loss, pred, y)
 
     return micro_batch_mean(one, (batch.input, batch.target, batch.control), stage.micro_batches, shards,
                             stage.max_equations)
@@ -205,8 +208,14 @@ def _note_if_base_moved_on(name: str, base: dict | None, base_workdir) -> None:
               f"{base_workdir} is now at step {now}: tune into a new folder to use it", file=sys.stderr, flush=True)
 
 
+def _level_a(task) -> tuple:
+    """What level A of a task is made of: a restoration task's degradations and levels A, or the
+    task's own ``level_a_signature`` (a style task's style A, its weight and the loss)."""
+    signature = getattr(task, "level_a_signature", None)
+    return signature if signature is not None else (getattr(task, "degradations", None), getattr(task, "level_a", None))
+
+
 def _check_base_task(base, task, base_workdir) -> None:
-    found = base.task
-    if (getattr(found, "degradations", None), getattr(found, "level_a", None)) != (task.degradations, task.level_a):
-        raise ValueError(f"the base in {base_workdir} was trained on {found.to_dict()}, but this stage expects "
-                         f"level A = {task.level_a} of {task.degradations}")
+    if _level_a(base.task) != _level_a(task):
+        raise ValueError(f"the base in {base_workdir} was trained on {base.task.to_dict()}, but this stage expects "
+                         f"level A = {_level_a(task)}")
