@@ -9,11 +9,12 @@ sigma; "from scratch" in the report) and FFDNet given the true sigma. Needs ../s
     ctl-jax run --config experiments/pretrained_cll.py --out runs/cll50
     ctl-jax run --config experiments/pretrained_cll.py:to75 --out runs/cll75
 
-Presets: "cpu" (default: target 50; FTN-gc16, AdaFM and DNI; 128x128 centre crops of the first six
-Set12 images; 300 tuning steps), "to75" (the
-same with target 75), "full" (all seven methods, whole Set12 images; `--set data.test=../shared/data/test/bsd68` for
-BSD68; hours on a CPU) and
-"smoke" (tests: tiny budgets; the weights paths still point into ../shared).
+Presets: "cpu" (default: target 50; all seven methods: FTN, FTN-gc4, FTN-gc16, AdaFM, DNI,
+CFSNet, Dynamic-Net; 128x128 centre crops of the first six Set12 images; 300 tuning steps of 8
+crops), "to75" (the same with target 75), "long" (the convergence study: FTN-gc16, DNI and AdaFM
+for 2000 steps, no reference rows; compare with the "cpu" run's) and "smoke" (tests: tiny
+budgets; the weights paths still point into ../shared). Whole Set12 / BSD68 images at the alphas
+the crops chose: ``experiments/cll_whole_images.py``.
 """
 
 from ctl_jax.nets.dncnn import feature_tuner_specs
@@ -43,13 +44,15 @@ def get_config(preset: str = "cpu") -> dict:
                         "levels": [0, 75]}],
         "sweep": {"levels": LEVELS, "alphas": [round(-0.2 + 0.1 * i, 1) for i in range(19)], "seed": 0},
     }
-    if preset == "full":
-        config["data"].update(test_crop=None, max_test_images=None)
+    if preset == "long":  # the convergence study: 2000 steps, the same crops; compare with cll50's references
+        config["stage2"].update(steps=2000, lr_milestones=[1500], log_every=50, ckpt_every=500)
+        config["methods"] = ["ftn-gc16", "dni", "adafm"]
+        config.update(from_scratch=False, references=[])
     elif preset == "smoke":
         config["stage2"].update(steps=2, log_every=1, ckpt_every=2, lr_milestones=[])
         config["methods"] = ["ftn", "dni"]
         config["data"].update(test_crop=32, max_test_images=1)
         config["sweep"].update(levels=[15, 50], alphas=[0.0, 1.0])
     elif preset not in ("cpu", "to75"):
-        raise ValueError(f"unknown preset {preset!r}; choose 'cpu', 'to75', 'full' or 'smoke'")
+        raise ValueError(f"unknown preset {preset!r}; choose 'cpu', 'to75', 'long' or 'smoke'")
     return config
