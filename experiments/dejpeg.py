@@ -3,7 +3,7 @@
 The base is the authors' DnCNN-3 (one blind grey network for noise, super-resolution and JPEG q5-99),
 imported and frozen as level A = q40; stage 2 tunes it to q10 with each of the seven methods on the
 400 grey training images (each 40x40 crop JPEG-compressed on the fly with Pillow). The sweep scores
-every quality 5..60 on grey 128x128 centre crops of LIVE1, each method at its best alpha; the
+every quality 5..50 on grey 128x128 centre crops of LIVE1, each method at its best alpha; the
 reference row is DnCNN-3 itself, blind, at every quality. ``experiments/dejpeg_live1.py`` then
 scores the chosen alphas on LIVE1 in the papers' Y protocol and in RGB. Needs ../shared/data:
 
@@ -18,12 +18,12 @@ from ctl_jax.nets.dncnn import feature_tuner_specs
 
 SHARED = "../shared/data"
 WEIGHTS = f"{SHARED}/weights"
-QUALITIES = [5, 10, 15, 20, 25, 30, 35, 40, 50, 60]
+QUALITIES = [5, 10, 15, 20, 25, 30, 35, 40, 50]
 
 
 def get_config(preset: str = "cpu") -> dict:
     config = {
-        "title": "DnCNN-3 tuned from JPEG q40 to q10 (grey), every quality 5..60",
+        "title": "DnCNN-3 tuned from JPEG q40 to q10 (grey), every quality 5..50",
         "network": {"name": "dncnn", "variant": "3", "channels": 1},
         "task": {"kind": "restoration", "degradations": ["jpeg"], "level_a": [40], "level_b": [10]},
         "base": {"import": f"{WEIGHTS}/dncnn_matconvnet/DnCNN3.mat"},
@@ -35,7 +35,7 @@ def get_config(preset: str = "cpu") -> dict:
         "methods": ["ftn-gc16", "ftn-gc4", "ftn", "adafm", "dni", *feature_tuner_specs("3")],
         "references": [{"name": "DnCNN-3 (blind)", "import": f"{WEIGHTS}/dncnn_matconvnet/DnCNN3.mat",
                         "levels": [40, 10]}],
-        "sweep": {"levels": QUALITIES, "alphas": [round(-0.2 + 0.1 * i, 1) for i in range(17)], "seed": 0},
+        "sweep": {"levels": QUALITIES, "alphas": [round(-0.2 + 0.1 * i, 1) for i in range(15)], "seed": 0},
     }
     if preset == "smoke":
         config["stage2"].update(steps=2, log_every=1, ckpt_every=2, lr_milestones=[])
