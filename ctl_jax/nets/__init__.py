@@ -7,3 +7,4 @@ from ctl_jax.nets.decouple_net import DecoupleNet, decouple_net
 from ctl_jax.nets.dncnn import DnCNN
 from ctl_jax.nets.layers import AdaFM, pixel_shuffle
 from ctl_jax.nets.rednet import RedNet, rednet
+from ctl_jax.nets.transform_net import TransformNet, transform_net

@@ -10,6 +10,7 @@ from ctl_jax.nets.decouple_net import decouple_net
 from ctl_jax.nets.dncnn import dncnn
 from ctl_jax.nets.ffdnet import ffdnet
 from ctl_jax.nets.rednet import rednet
+from ctl_jax.nets.transform_net import transform_net
 
 FACTORIES = {
     "adafm_net": lambda variant, **kw: adafm_net(variant or "paper", **kw),
@@ -20,6 +21,7 @@ FACTORIES = {
     "ffdnet": lambda variant, **kw: ffdnet(variant or ("gray" if kw.get("channels") == 1 else "color"), **kw),
     # no variant: RED-Net 30; the variant sets the input skip (residual=True here only adds one)
     "rednet": lambda variant, **kw: rednet(variant, **kw),
+    "transform_net": lambda variant, **kw: transform_net(variant, **kw),  # no variant: "paper"
 }
 
 
