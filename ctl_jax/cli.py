@@ -14,6 +14,11 @@ Decoupled learning (a hypernetwork imitating parameterised operators):
     ctl-jax train-ops --config experiments/operators.py --cache runs/ops_cache --workdir runs/l0_hyper
     ctl-jax apply --model runs/l0_hyper --input photo.png --output smooth.png --operator l0 --param 0.02
 
+Image optimisation (the image is what is trained; no model folder):
+
+    ctl-jax stylize --content photo.jpg --style starry_night.jpg --alphas 0.25 0.5 0.75 --out styled.png
+    ctl-jax dream --image photo.jpg --layer relu3_1 --out dream.png
+
 Configs are Python files whose ``get_config(preset)`` returns a dict (``experiments/``); pick a
 preset with ``--config file.py:preset`` and override any value with ``--set stage1.steps=100``.
 Everything resumes from its checkpoints when re-run with the same output folder.
@@ -299,6 +304,130 @@ def _read_alpha_map(path, size) -> np.ndarray:
     return amap
 
 
+# -- image optimisation: Gatys style transfer and Deep Dream --------------------------------------
+
+def _optimisation_input(path: str, what: str, size: int) -> np.ndarray:
+    """An image file as float32 RGB (H, W, 3) in [0, 1] with its longer side resized to ``size``
+    (Lanczos, antialiased, both ways); grey files are replicated to RGB and an alpha channel is
+    composited over white (as ``read_image`` does for every command), each with a note on stderr."""
+    import jax
+
+    from ctl_jax.data.images import _has_alpha, convert_pil, is_grey, open_image
+
+    try:
+        picture = open_image(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"the {what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"the {what} {path} is a folder, not an image file") from None
+    except ValueError as err:
+        raise ValueError(f"the {what} {path} is not an image file Pillow can read "
+                         f"({str(err.__cause__).splitlines()[0] if err.__cause__ else err})") from None
+    if is_grey(picture):
+        print(f"note: the {what} {path} is grey; it is used as RGB (grey in R, G and B)", file=sys.stderr)
+    if _has_alpha(picture):
+        print(f"note: the {what} {path} has an alpha channel; it is composited over white", file=sys.stderr)
+    image = convert_pil(picture, 3)
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    shape = (max(1, round(h * scale)), max(1, round(w * scale)), 3)
+    if shape != image.shape:
+        image = np.clip(np.asarray(jax.image.resize(image, shape, "lanczos3", antialias=True)), 0.0, 1.0)
+    return image.astype(np.float32)
+
+
+def _loss_network(spec: str):
+    from ctl_jax.losses.perceptual import make_loss_network
+
+    try:
+        return make_loss_network(spec)
+    except ImportError as err:
+        raise ValueError(f"the loss network {spec!r} is not available in this installation ({err})") from None
+
+
+def _check_positive(option: str, value, zero: bool = False) -> None:
+    if not np.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{option} must be {'>= 0' if zero else '> 0'}; got {value}")
+
+
+def _strip(images, gap: int = 4) -> np.ndarray:
+    """Images side by side at the first one's height (others resized), white gaps between."""
+    import jax
+
+    height = images[0].shape[0]
+    row = []
+    for image in images:
+        if image.shape[0] != height:
+            width = max(1, round(image.shape[1] * height / image.shape[0]))
+            image = np.clip(np.asarray(jax.image.resize(image, (height, width, 3), "lanczos3", antialias=True)), 0, 1)
+        row += [image, np.ones((height, gap, 3), np.float32)]
+    return np.concatenate(row[:-1], axis=1)
+
+
+def cmd_stylize(args) -> None:
+    """Everything given is checked before any image is read or optimised: the output paths, the
+    alphas, the style weights, the numbers; then the images and the loss network."""
+    from ctl_jax.classical.gatys import style_mix_weights, stylize
+    from ctl_jax.data.images import write_image
+
+    alphas = args.alphas if args.alphas is not None else [0.5 if args.alpha is None else args.alpha]
+    bad = [a for a in alphas if not 0.0 <= a <= 1.0]
+    if bad:
+        raise ValueError(f"alpha must lie in [0, 1] (0 content only, 1 style only); got {bad}")
+    if len(set(alphas)) != len(alphas):
+        raise ValueError(f"--alphas holds a value twice: {alphas}")
+    style_mix_weights(len(args.style), args.style_weights)
+    _check_positive("--size", args.size)
+    _check_positive("--steps", args.steps, zero=True)
+    out = pathlib.Path(args.out)
+    if args.alphas is None:
+        outputs = [_checked_output(args.out, args.overwrite)]
+    else:  # one file per alpha and the strip, named after --out
+        names = [f"{out.stem}_alpha{a:g}{out.suffix}" for a in alphas] + [f"{out.stem}_strip{out.suffix}"]
+        outputs = [_checked_output(str(out.with_name(name)), args.overwrite) for name in names]
+    content = _optimisation_input(args.content, "content image", args.size)
+    styles = [_optimisation_input(path, "style image", args.size) for path in args.style]
+    net = _loss_network(args.loss_net)
+    results = [stylize(content, styles, style_weights=args.style_weights, alpha=a, loss_net=net, steps=args.steps,
+                       optimizer=args.optimizer, lr=args.lr, content_weight=args.content_weight,
+                       style_weight=args.style_weight, tv_weight=args.tv_weight, init=args.init, seed=args.seed,
+                       progress=True)[0] for a in alphas]
+    if args.alphas is not None:
+        results.append(_strip([content] + results + styles))
+    for path, image in zip(outputs, results):
+        try:
+            write_image(path, image, overwrite=args.overwrite)
+        except FileExistsError:  # made by someone else while the optimisation ran
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it") from None
+        print(path)
+
+
+def cmd_dream(args) -> None:
+    """The output path, the numbers, the image and the layer are checked before any step runs."""
+    from ctl_jax.classical.deep_dream import check_layer, dream
+    from ctl_jax.data.images import write_image
+
+    output = _checked_output(args.out, args.overwrite)
+    _check_positive("--size", args.size)
+    _check_positive("--strength", args.strength)
+    _check_positive("--steps", args.steps, zero=True)
+    _check_positive("--octaves", args.octaves)
+    _check_positive("--jitter", args.jitter, zero=True)
+    if not args.octave_scale > 1:
+        raise ValueError(f"--octave-scale must be > 1; got {args.octave_scale}")
+    image = _optimisation_input(args.image, "image", args.size)
+    net = _loss_network(args.loss_net)
+    check_layer(net, args.layer)
+    result = dream(image, loss_net=net, layer=args.layer, strength=args.strength, steps=args.steps,
+                   octaves=args.octaves, octave_scale=args.octave_scale, jitter=args.jitter, seed=args.seed,
+                   progress=True)
+    try:
+        write_image(output, result, overwrite=args.overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it") from None
+    print(output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctl-jax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -417,6 +546,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="run folder; resumes if present")
     allow_changes_arg(p)
     p.set_defaults(func=cmd_train_ops)
+
+    p = sub.add_parser("stylize", help="Gatys style transfer: optimise the image itself (no training)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Optimises an image to keep the content image's features and take the mixed "
+                                   "Gram statistics of the style images (ctl_jax.classical.gatys). alpha is the "
+                                   "control: 0 keeps the content, 1 is the style's texture alone.")
+    p.add_argument("--content", required=True, help="content image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
+    p.add_argument("--style", required=True, action="append", help="style image (repeat to mix several styles)")
+    p.add_argument("--style-weights", type=float, nargs="+", metavar="W",
+                   help="one weight per --style, normalised to sum to 1 (default: equal)")
+    alpha = p.add_mutually_exclusive_group()
+    alpha.add_argument("--alpha", type=float, help="style/content balance in [0, 1] (default 0.5)")
+    alpha.add_argument("--alphas", type=float, nargs="+", metavar="A",
+                       help="several alphas: writes OUT_alpha<A> per value and OUT_strip (content, results, styles)")
+    p.add_argument("--loss-net", default="random", help="random, random:SEED, vgg16:PATH or vgg19:PATH")
+    p.add_argument("--steps", type=int, default=200, help="optimiser steps")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam's learning rate on the image's logits")
+    p.add_argument("--size", type=int, default=256, help="resize every image so its longer side has this many pixels")
+    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--style-weight", type=float, default=3.0)
+    p.add_argument("--tv-weight", type=float, default=0.6, help="total variation weight (scaled by alpha)")
+    p.add_argument("--init", choices=("content", "noise"), default="content", help="starting image")
+    p.add_argument("--seed", type=int, default=0, help="seed of --init noise")
+    p.add_argument("--out", required=True, help="output image (.png, .jpg, .bmp, .tif); its folder must exist")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_stylize)
+
+    p = sub.add_parser("dream", help="Deep Dream: amplify what one loss-network layer sees in an image",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Gradient ascent on the mean squared activation of --layer, with octaves and "
+                                   "random jitter (ctl_jax.classical.deep_dream).")
+    p.add_argument("--image", required=True, help="input image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
+    p.add_argument("--layer", required=True, help="layer of the loss network, e.g. relu3_1 (random: relu1_1 .. relu4_2)")
+    p.add_argument("--strength", type=float, default=0.005, help="mean step per pixel and step, on the [0, 1] scale")
+    p.add_argument("--steps", type=int, default=10, help="steps per octave")
+    p.add_argument("--octaves", type=int, default=4, help="number of scales, smallest first")
+    p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves")
+    p.add_argument("--jitter", type=int, default=32, help="largest random shift in pixels before each step")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shifts")
+    p.add_argument("--loss-net", default="random", help="random, random:SEED, vgg16:PATH or vgg19:PATH")
+    p.add_argument("--size", type=int, default=256, help="resize the image so its longer side has this many pixels")
+    p.add_argument("--out", required=True, help="output image (.png, .jpg, .bmp, .tif); its folder must exist")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_dream)
     return parser
 
 
