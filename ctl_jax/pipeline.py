@@ -102,8 +102,16 @@ def run_experiment(config: dict, out_dir) -> dict:
         _log(f"{tuner.name} ({tuner.kind}): tuning {where}")
         train_tuner(tuner, task, sampler2, out / tuner.name, stage2, base_workdir=out / "base", spec=spec)
         model = tuned[tuner.name] = load_run(out / tuner.name)
+        if task.name == "style":
+            continue
         results[tuner.name] = cached_sweep(out / tuner.name, model, images, sweep_cfg["levels"], alphas,
                                            seed=sweep_cfg.get("seed", 0), image_names=names)
+    if task.name == "style":  # no degradation, no PSNR: losses across alpha instead
+        from ctl_jax.style_pipeline import write_style_report
+
+        curves = write_style_report(config, task, tuned, out, spec, sampler1, stage1, log=_log)
+        _log(f"done in {time.perf_counter() - start:.0f} s; report in {out / 'report'}")
+        return curves
     if config.get("from_scratch"):
         results["from scratch"] = _from_scratch(spec, task, sweep_cfg, stage1, sampler1, out, images, names,
                                                 config["from_scratch"])

@@ -134,3 +134,25 @@ def read_metrics(run_dir):
 
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
             if "loss" in json.loads(line)]
+
+
+def test_style_experiment_smoke_writes_the_report(tmp_path):
+    """experiments/style.py:smoke through ``run_experiment`` (two methods): curves, strips, pixel-adaptive
+    maps, costs; at alpha 0 every method is the stage-1 network, so their losses there agree."""
+    import json
+
+    from ctl_jax.config import load_config
+    from ctl_jax.pipeline import run_experiment
+
+    config = load_config("experiments/style.py:smoke")
+    config["methods"] = [m for m in config["methods"] if m in ("ftn",) or isinstance(m, dict)]
+    assert len(config["methods"]) == 2  # FTN and Dynamic-Net at its three places
+    curves = run_experiment(config, tmp_path / "out")
+    report = tmp_path / "out" / "report"
+    text = (report / "style.md").read_text()
+    assert "| ftn |" in text and "| dynamic-net |" in text and "vs trained on B" in text
+    assert {p.name for p in report.glob("map_*.png")} == {"map_ftn_logo.png", "map_dynamic-net_logo.png"}
+    assert (report / "strip_ftn_logo.png").is_file() and (report / "style_curves.png").is_file()
+    stored = json.loads((report / "curves.json").read_text())
+    assert stored["ftn"]["style_a"][0] == pytest.approx(stored["dynamic-net"]["style_a"][0], rel=1e-5)
+    assert curves["ftn"].alphas.tolist() == [0.0, 0.5, 1.0]

@@ -51,22 +51,23 @@ def method_costs(make_model: Callable[..., object], image_shape: tuple,
 
     make_model: ``make_model(adafm_kernel=None | k)`` returns the base network (with AdaFM slots
       when k is given), e.g. ``functools.partial(adafm_net, "paper")``.
-    image_shape: (N, H, W, C) of the input. methods: "baseline" or names of ``ctl_jax.tuners.TUNERS``
-      (parameter-space or feature-space tuners).
+    image_shape: (N, H, W, C) of the input. methods: "baseline", names of ``ctl_jax.tuners.TUNERS``
+      or tuners (parameter-space or feature-space).
     All shapes are abstract (``jax.eval_shape``); nothing the size of the network is allocated
     except for compiling.
     """
     x = jax.ShapeDtypeStruct(image_shape, jnp.float32)
     alpha = jax.ShapeDtypeStruct((), jnp.float32)
     rows = []
-    for method in methods:
+    for spec in methods:
+        method = spec if isinstance(spec, str) else spec.name
         model = make_model(adafm_kernel=adafm_kernel if method == "adafm" else None)
         theta0 = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
         forward = xla_flops(lambda p, x: model.apply({"params": p}, x), theta0, x)
         if method == "baseline":
             rows.append(MethodCost(method, count_params(theta0), forward, 0.0))
             continue
-        tuner = make_tuner(method)
+        tuner = make_tuner(spec)
         if tuner.kind == "feature":  # the tuned forward pass at one alpha; no per-alpha work
             phi = jax.eval_shape(lambda t: tuner.init(jax.random.key(0), t, model, x), theta0)
             tuned = xla_flops(lambda t, p, x, a: tuner.apply(model, t, p, x, Control.scalar(a)), theta0, phi, x, alpha)

@@ -43,12 +43,23 @@ def cached_loss_network(spec: str):
 
 
 def read_style_image(path: str, size: int) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1], the shorter side resized to ``size`` (antialiased)."""
+    """(H, W, 3) float32 in [0, 1], the shorter side resized to ``size`` (antialiased).
+
+    path: an image file, or "bundled:NAME" for a picture shipped with scikit-image (``coffee``,
+    ``astronaut``, ... : tests and the smoke preset need no download)."""
     from PIL import Image
 
     from ctl_jax.data.images import open_image
 
-    image = open_image(path)
+    if str(path).startswith("bundled:"):
+        import skimage.data
+
+        name = str(path).partition(":")[2]
+        if not callable(getattr(skimage.data, name, None)):
+            raise ValueError(f"no bundled picture {name!r}; try coffee, astronaut, chelsea, rocket, ...")
+        image = Image.fromarray(np.asarray(getattr(skimage.data, name)()))
+    else:
+        image = open_image(path)
     if image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGBA").convert("RGB")  # transparency dropped, colours kept
     image = image.convert("RGB")
@@ -83,6 +94,8 @@ class StyleTransfer:
     content_layers: tuple = ()
     style_layers: tuple = ()
     name: str = "style"
+    level_a = (0.0,)
+    level_b = (1.0,)
     metrics = ("content", "style_a", "style_b")
     loss = (("perceptual", 1.0),)
     dim = 1
@@ -160,7 +173,8 @@ class StyleTransfer:
         return np.asarray(control, np.float64)
 
     def label(self, levels) -> str:
-        return f"α={float(np.ravel(levels)[0]):g}"
+        value = float(np.ravel(levels)[0])
+        return {0.0: "style A", 1.0: "style B"}.get(value, f"α={value:g}")
 
     def input_multiple(self, levels) -> int:
         return 4
