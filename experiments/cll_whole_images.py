@@ -73,7 +73,7 @@ def dct_row(task, images, levels, seed, dct_results: pathlib.Path) -> SweepResul
     for i, image in enumerate(images):
         for j, level in enumerate(levels):
             noisy = np.asarray(task.eval_input(image, [level], seed=seed, index=i))
-            out = dct_denoise(noisy, level / 255.0, ratio=float(np.interp(level, sigmas, ratios)), kind="hard")
+            out = dct_denoise(noisy, level, ratio=float(np.interp(level, sigmas, ratios)), kind="hard")  # sigma 0-255
             values[j, i] = float(psnr(quantise(out), image))
     mean = values.mean(axis=1, keepdims=True)
     nan = np.full_like(mean, np.nan)
