@@ -102,10 +102,9 @@ def run_experiment(config: dict, out_dir) -> dict:
         _log(f"{tuner.name} ({tuner.kind}): tuning {where}")
         train_tuner(tuner, task, sampler2, out / tuner.name, stage2, base_workdir=out / "base", spec=spec)
         model = tuned[tuner.name] = load_run(out / tuner.name)
-        if task.name == "style":
-            continue
-        results[tuner.name] = cached_sweep(out / tuner.name, model, images, sweep_cfg["levels"], alphas,
-                                           seed=sweep_cfg.get("seed", 0), image_names=names)
+        if task.name != "style":
+            results[tuner.name] = cached_sweep(out / tuner.name, model, images, sweep_cfg["levels"], alphas,
+                                               seed=sweep_cfg.get("seed", 0), image_names=names)
     if task.name == "style":  # no degradation, no PSNR: losses across alpha instead
         from ctl_jax.style_pipeline import write_style_report
 

@@ -75,14 +75,14 @@ def write_style_report(config: dict, task, tuned: dict, out, spec, sampler1, sta
     from ctl_jax import Control
     from ctl_jax.data import write_image
     from ctl_jax.eval.plots import image_strip
+    from ctl_jax.pipeline import alpha_grid
 
     start = time.perf_counter()
     out = pathlib.Path(out)
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     images, names = content_images(config["data"])
-    alphas = [float(a) for a in np.round(np.linspace(0, 1, int(config["sweep"].get("alphas", 11))), 4)] \
-        if np.isscalar(config["sweep"].get("alphas", 11)) else [float(a) for a in config["sweep"]["alphas"]]
+    alphas = [float(a) for a in alpha_grid(config["sweep"].get("alphas", 11))]
     curves = {}
     for name, model in tuned.items():
         log(f"style curves: {name}")
@@ -100,9 +100,9 @@ def write_style_report(config: dict, task, tuned: dict, out, spec, sampler1, sta
                         degraded=np.clip(image[:outs.shape[1], :outs.shape[2]], 0, 1),
                         title=f"{name}: style A (α=0) -> style B (α=1)")
             if model.tuner is not None and model.tuner.pixel:
-                x = np.asarray(outs[0])  # only for the shape
-                ramp = np.tile(np.linspace(0.0, 1.0, x.shape[1], dtype=np.float32), (x.shape[0], 1))
-                content = image[:x.shape[0], :x.shape[1]][None]
+                h, w = outs.shape[1:3]
+                ramp = np.tile(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, 1))
+                content = image[:h, :w][None]
                 mixed = np.clip(np.asarray(model(content, Control.per_pixel(ramp[None, :, :, None]))), 0, 1)[0]
                 write_image(report / f"map_{name}_{image_name}.png", mixed, overwrite=True)
 

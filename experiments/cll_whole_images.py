@@ -40,7 +40,8 @@ from ctl_jax.files import safe_name, write_text_atomic  # noqa: E402
 from ctl_jax.pipeline import per_level_result, test_images  # noqa: E402
 from ctl_jax.train.runs import load_run  # noqa: E402
 
-REFERENCE_DIRS = {"from scratch": "scratch_{level:g}", "FFDNet (true sigma)": "ffdnet__true_sigma"}
+# the run folders run_experiment makes: one dedicated network per level, the reference by its name
+REFERENCE_DIRS = {"from scratch": "scratch_{level:g}", "FFDNet (true sigma)": safe_name("FFDNet (true sigma)")}
 
 
 def tuned_methods(experiment: pathlib.Path) -> dict[str, SweepResult]:

@@ -27,7 +27,6 @@ import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -37,7 +36,7 @@ from ctl_jax.data.images import centre_crop  # noqa: E402
 from ctl_jax.degradations.jpeg import jpeg_compress  # noqa: E402
 from ctl_jax.eval.metrics import rgb_to_y  # noqa: E402
 from ctl_jax.eval.report import read_sweep_json  # noqa: E402
-from ctl_jax.eval.sweep import forward_fn  # noqa: E402
+from ctl_jax.eval.sweep import compiled_forward  # noqa: E402
 from ctl_jax.files import safe_name, write_text_atomic  # noqa: E402
 from ctl_jax.train.runs import load_run  # noqa: E402
 
@@ -51,7 +50,7 @@ def psnr8(out8: np.ndarray, clean8: np.ndarray) -> float:
 
 def restorer(model, alpha: float):
     """grey uint8 (H, W) -> restored grey uint8 (H, W) by ``model`` at ``alpha`` (jitted per size)."""
-    forward = jax.jit(forward_fn(model))
+    forward = compiled_forward(model)
     control = jnp.full((1, 1, 1, model.control_dim), alpha, jnp.float32)
 
     def restore(y8: np.ndarray) -> np.ndarray:

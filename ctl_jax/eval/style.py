@@ -15,14 +15,12 @@ For a tuned style network y(x, alpha) on content images x (FTN paper Fig. 3's re
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Mapping, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctl_jax.eval.sweep import crop_to_multiple, forward_fn
+from ctl_jax.eval.sweep import compiled_forward, crop_to_multiple
 
 
 @dataclasses.dataclass
@@ -60,15 +58,10 @@ def style_outputs(model, image: np.ndarray, alphas: Sequence[float]) -> np.ndarr
     """(K, H', W', 3) outputs of one content image (H, W, 3) at each alpha, in [0, 1] (H', W' cropped
     to multiples of 4). One compiled forward pass per model and image size; alpha is traced."""
     x = jnp.asarray(crop_to_multiple(image, 4), jnp.float32)[None]
-    forward = _jitted_forward(model)
+    forward = compiled_forward(model)
     return np.stack([np.clip(np.asarray(forward(model.theta0, model.phi, x, jnp.full((1, 1, 1, model.control_dim),
                                                                                     a, jnp.float32)))[0], 0.0, 1.0)
                      for a in alphas])
-
-
-@functools.lru_cache(maxsize=16)
-def _jitted_forward(model):
-    return jax.jit(forward_fn(model))
 
 
 def style_curves(model, task, images: Sequence[np.ndarray], alphas: Sequence[float], name: str = "") -> StyleCurves:
@@ -78,11 +71,10 @@ def style_curves(model, task, images: Sequence[np.ndarray], alphas: Sequence[flo
     for image in images:
         outs = style_outputs(model, image, alphas)
         x = jnp.broadcast_to(jnp.asarray(crop_to_multiple(image, 4))[None], outs.shape)
-        zeros, ones = jnp.zeros(len(alphas)), jnp.ones(len(alphas))
-        to_a, to_b = task.loss_terms(jnp.asarray(outs), x, zeros), task.loss_terms(jnp.asarray(outs), x, ones)
-        content.append(np.asarray(to_a["content"]))
-        style_a.append(np.asarray(to_a["style"]))
-        style_b.append(np.asarray(to_b["style"]))
+        distances = task.style_distances(jnp.asarray(outs), x)
+        content.append(np.asarray(distances["content"]))
+        style_a.append(np.asarray(distances["style_a"]))
+        style_b.append(np.asarray(distances["style_b"]))
         steps.append(np.mean(np.abs(np.diff(outs, axis=0)), axis=(1, 2, 3)) * 255.0)
     mean = lambda rows: np.mean(np.stack(rows), axis=0)
     return StyleCurves(name or getattr(model, "name", ""), alphas, mean(content), mean(style_a), mean(style_b),

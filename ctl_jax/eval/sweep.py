@@ -106,6 +106,13 @@ def forward_fn(model) -> Callable:
     return lambda theta0, phi, x, c: model.tuner.apply(model.network, theta0, phi, x, Control(c))
 
 
+@functools.lru_cache(maxsize=16)
+def compiled_forward(model) -> Callable:
+    """``jax.jit(forward_fn(model))``, kept per model (a ControllableModel hashes by identity), so
+    repeated calls on one model compile once per input shape."""
+    return jax.jit(forward_fn(model))
+
+
 def scores(y, clean, border: int = 0) -> jax.Array:
     """(4, B) PSNR, SSIM, PSNR-Y, SSIM-Y of the quantised output y against clean, both (B, H, W, C)."""
     y = quantise(y)

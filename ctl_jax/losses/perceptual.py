@@ -132,21 +132,35 @@ def gram_matrix(f: jax.Array) -> jax.Array:
     return jnp.einsum("npc,npd->ncd", flat, flat) / (h * w * c)
 
 
+def _per_sample_mean(x: jax.Array) -> jax.Array:
+    """(N, ...) -> (N,): the mean of each sample's entries."""
+    return jnp.mean(x, axis=tuple(range(1, x.ndim)))
+
+
+def _batch(per_sample_values: jax.Array, per_sample: bool) -> jax.Array:
+    return per_sample_values if per_sample else jnp.mean(per_sample_values)
+
+
 def content_loss(pred_feats: Mapping[str, jax.Array], content_feats: Mapping[str, jax.Array],
-                 layers: Sequence[str]) -> jax.Array:
-    """Mean over ``layers`` of the mean squared feature difference."""
-    return sum(jnp.mean(jnp.square(pred_feats[l] - content_feats[l])) for l in layers) / len(layers)
+                 layers: Sequence[str], per_sample: bool = False) -> jax.Array:
+    """Mean over ``layers`` of the mean squared feature difference (per sample: (N,))."""
+    values = sum(_per_sample_mean(jnp.square(pred_feats[l] - content_feats[l])) for l in layers) / len(layers)
+    return _batch(values, per_sample)
 
 
 def style_loss(pred_feats: Mapping[str, jax.Array], style_grams: Mapping[str, jax.Array],
-               layers: Sequence[str]) -> jax.Array:
-    """Sum over ``layers`` of the mean squared Gram difference; style_grams: (N or 1, C, C) per layer."""
-    return sum(jnp.mean(jnp.square(gram_matrix(pred_feats[l]) - style_grams[l])) for l in layers)
+               layers: Sequence[str], per_sample: bool = False) -> jax.Array:
+    """Sum over ``layers`` of the mean squared Gram difference; style_grams: (N or 1, C, C) per layer
+    (per sample: (N,))."""
+    values = sum(_per_sample_mean(jnp.square(gram_matrix(pred_feats[l]) - style_grams[l])) for l in layers)
+    return _batch(values, per_sample)
 
 
-def tv_loss(x: jax.Array) -> jax.Array:
-    """Anisotropic total variation of (N, H, W, C) images: mean |vertical| + mean |horizontal| difference."""
-    return jnp.mean(jnp.abs(x[:, 1:] - x[:, :-1])) + jnp.mean(jnp.abs(x[:, :, 1:] - x[:, :, :-1]))
+def tv_loss(x: jax.Array, per_sample: bool = False) -> jax.Array:
+    """Anisotropic total variation of (N, H, W, C) images: mean |vertical| + mean |horizontal|
+    difference (per sample: (N,))."""
+    values = _per_sample_mean(jnp.abs(x[:, 1:] - x[:, :-1])) + _per_sample_mean(jnp.abs(x[:, :, 1:] - x[:, :, :-1]))
+    return _batch(values, per_sample)
 
 
 def style_grams(net: LossNetwork, style: jax.Array, layers: Sequence[str] | None = None) -> dict:

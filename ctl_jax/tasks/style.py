@@ -31,14 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctl_jax.losses.perceptual import content_loss, make_loss_network, style_grams, style_loss, tv_loss
 from ctl_jax.tasks.base import Batch, check_target
 
 
 @functools.lru_cache(maxsize=4)
 def cached_loss_network(spec: str):
     """One LossNetwork per spec per process (VGG weights are read once)."""
-    from ctl_jax.losses.perceptual import make_loss_network
-
     return make_loss_network(spec)
 
 
@@ -60,8 +59,8 @@ def read_style_image(path: str, size: int) -> np.ndarray:
         image = Image.fromarray(np.asarray(getattr(skimage.data, name)()))
     else:
         image = open_image(path)
-    if image.mode in ("RGBA", "LA", "P"):
-        image = image.convert("RGBA").convert("RGB")  # transparency dropped, colours kept
+    if image.mode in ("LA", "P"):
+        image = image.convert("RGBA")  # so that the palette's or grey's transparency is dropped, not applied
     image = image.convert("RGB")
     scale = size / min(image.size)
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
@@ -71,8 +70,6 @@ def read_style_image(path: str, size: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def cached_style_grams(loss_net: str, path: str, size: int, layers: tuple) -> dict:
-    from ctl_jax.losses.perceptual import style_grams
-
     with jax.ensure_compile_time_eval():  # concrete even when first asked for inside a traced loss
         return style_grams(cached_loss_network(loss_net), read_style_image(path, size), layers)
 
@@ -124,24 +121,29 @@ class StyleTransfer:
         path = self.style_a if which == "a" else self.style_b
         return cached_style_grams(self.loss_net, path, self.style_size, self.style_layers)
 
+    def _features(self, pred, content) -> tuple[dict, dict]:
+        """The loss network's activations of pred (content and style layers) and of content (content layers)."""
+        layers = tuple(dict.fromkeys(self.content_layers + self.style_layers))
+        return self.loss_network.features(pred, layers), self.loss_network.features(content, self.content_layers)
+
     def loss_terms(self, pred, content, control) -> dict:
         """{"content", "style", "tv"} unweighted terms per sample: pred, content (N, H, W, 3),
         control (N,) or (N, 1); "style" is against the Gram mix of each sample's control."""
-        net = self.loss_network
+        feats, content_feats = self._features(pred, content)
         c = jnp.reshape(control, (-1,))[:, None, None]
-        layers = tuple(dict.fromkeys(self.content_layers + self.style_layers))
-        feats_pred = net.features(pred, layers)
-        feats_content = net.features(content, self.content_layers)
-        from ctl_jax.losses.perceptual import gram_matrix
-
         ga, gb = self.grams("a"), self.grams("b")
-        content_term = sum(jnp.mean(jnp.square(feats_pred[l] - feats_content[l]), axis=(1, 2, 3))
-                           for l in self.content_layers) / len(self.content_layers)
-        style_term = sum(jnp.mean(jnp.square(gram_matrix(feats_pred[l]) - ((1 - c) * ga[l] + c * gb[l])), axis=(1, 2))
-                         for l in self.style_layers)
-        tv_term = (jnp.mean(jnp.abs(pred[:, 1:] - pred[:, :-1]), axis=(1, 2, 3))
-                   + jnp.mean(jnp.abs(pred[:, :, 1:] - pred[:, :, :-1]), axis=(1, 2, 3)))
-        return {"content": content_term, "style": style_term, "tv": tv_term}
+        targets = {l: (1 - c) * ga[l] + c * gb[l] for l in self.style_layers}
+        return {"content": content_loss(feats, content_feats, self.content_layers, per_sample=True),
+                "style": style_loss(feats, targets, self.style_layers, per_sample=True),
+                "tv": tv_loss(pred, per_sample=True)}
+
+    def style_distances(self, pred, content) -> dict:
+        """{"content", "style_a", "style_b"} (N,): the content loss and the style losses against
+        style A and style B alone, from one pass of the loss network."""
+        feats, content_feats = self._features(pred, content)
+        return {"content": content_loss(feats, content_feats, self.content_layers, per_sample=True),
+                "style_a": style_loss(feats, self.grams("a"), self.style_layers, per_sample=True),
+                "style_b": style_loss(feats, self.grams("b"), self.style_layers, per_sample=True)}
 
     def batch_loss(self, pred, x, target, control):
         """The training loss of a batch (the module docstring's L, averaged over the batch)."""
