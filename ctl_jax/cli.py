@@ -198,9 +198,7 @@ def cmd_apply(args) -> None:
     _check_control_args(args)
     picture = open_image(args.input)
     h, w = picture.height, picture.width
-    multiple = 2  # the networks' stride-2 bodies; edge-pad odd sizes and crop back afterwards
-    padded_size = (h + -h % multiple, w + -w % multiple)
-    alpha_map = _read_alpha_map(args.alpha_map, padded_size) if args.alpha_map else None
+    alpha_map = _read_alpha_map(args.alpha_map, (h, w)) if args.alpha_map else None
     model = load_run(args.model)
     image = convert_pil(picture, model.channels)
     colour_input = not is_grey(picture)
@@ -208,7 +206,12 @@ def cmd_apply(args) -> None:
         print(f"note: {args.model} is a {'grey' if model.channels == 1 else 'colour'} network; the "
               f"{'colour' if colour_input else 'grey'} input was converted to {'grey' if model.channels == 1 else 'RGB'}",
               file=sys.stderr)
-    padded = np.pad(image, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
+    # the image runs whole: edge-pad to the network's input multiple, crop the output back
+    multiple = model.meta.spec.input_multiple
+    pad = ((0, -h % multiple), (0, -w % multiple))
+    padded = np.pad(image, (*pad, (0, 0)), mode="edge")
+    if alpha_map is not None:
+        alpha_map = np.pad(alpha_map, pad, mode="edge")
     control = _control_of(args, model, alpha_map)
     result = np.asarray(quantise(model(padded[None], control)))[0]
     scale_h, scale_w = result.shape[0] / padded.shape[0], result.shape[1] / padded.shape[1]
@@ -279,8 +282,8 @@ def _control_of(args, model, alpha_map):
 def _read_alpha_map(path, size) -> np.ndarray:
     """A greyscale image file -> alpha map in [0, 1] (black 0, white 1), resized to ``size`` (H, W).
 
-    Rule: the map is resized to the (padded) image size with bilinear interpolation; each layer
-    then sees it resized again to its own resolution. Colour images are refused (ambiguous), and so
+    Rule: the map is resized to the image size with bilinear interpolation (and edge-padded with
+    the image); each layer then sees it resized again to its own resolution. Colour images are refused (ambiguous), and so
     are files that are not images (empty, other bytes, a folder), each in a one-line error.
     """
     from PIL import Image

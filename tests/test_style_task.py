@@ -136,19 +136,13 @@ def read_metrics(run_dir):
             if "loss" in json.loads(line)]
 
 
-def test_style_experiment_smoke_writes_the_report(tmp_path):
-    """experiments/style.py:smoke through ``run_experiment`` (two methods): curves, strips, pixel-adaptive
-    maps, costs; at alpha 0 every method is the stage-1 network, so their losses there agree."""
+def test_style_experiment_smoke_writes_the_report(style_smoke_run):
+    """experiments/style.py:smoke: curves, strips, pixel-adaptive maps, costs; at alpha 0 every method
+    is the stage-1 network, so their losses there agree."""
     import json
 
-    from ctl_jax.config import load_config
-    from ctl_jax.pipeline import run_experiment
-
-    config = load_config("experiments/style.py:smoke")
-    config["methods"] = [m for m in config["methods"] if m in ("ftn",) or isinstance(m, dict)]
-    assert len(config["methods"]) == 2  # FTN and Dynamic-Net at its three places
-    curves = run_experiment(config, tmp_path / "out")
-    report = tmp_path / "out" / "report"
+    out, curves = style_smoke_run
+    report = out / "report"
     text = (report / "style.md").read_text()
     assert "| ftn |" in text and "| dynamic-net |" in text and "vs trained on B" in text
     assert {p.name for p in report.glob("map_*.png")} == {"map_ftn_logo.png", "map_dynamic-net_logo.png"}
@@ -156,3 +150,38 @@ def test_style_experiment_smoke_writes_the_report(tmp_path):
     stored = json.loads((report / "curves.json").read_text())
     assert stored["ftn"]["style_a"][0] == pytest.approx(stored["dynamic-net"]["style_a"][0], rel=1e-5)
     assert curves["ftn"].alphas.tolist() == [0.0, 0.5, 1.0]
+
+
+def test_apply_runs_a_style_model_whole_on_any_size(style_smoke_run, tmp_path, capsys):
+    """``ctl-jax apply`` on a style run: a content image of odd size (Transform-Net needs multiples
+    of 4) and one far larger than the 16-pixel training crops run whole (padded, cropped back); alpha
+    0 is the stage-1 network's output; a painted map equal to 0 everywhere is alpha 0."""
+    from ctl_jax.cli import main
+    from ctl_jax.train.runs import load_run
+
+    out, _ = style_smoke_run
+    model = out / "ftn"
+    big = (random_image((130, 203, 3), seed=3) * 255).astype(np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    for alpha in ("0", "1"):
+        assert main(["apply", "--model", str(model), "--input", str(tmp_path / "big.png"),
+                     "--output", str(tmp_path / f"a{alpha}.png"), "--alpha", alpha]) == 0
+    a0, a1 = (np.asarray(Image.open(tmp_path / f"a{alpha}.png")) for alpha in "01")
+    assert a0.shape == a1.shape == big.shape and np.abs(a0.astype(int) - a1).max() > 0
+    base = load_run(out / "base")
+    padded = np.pad(big / np.float32(255), ((0, 2), (0, 1), (0, 0)), mode="edge")[None]
+    expected = np.asarray(np.clip(np.round(np.asarray(base(padded)) * 255), 0, 255), np.uint8)[0, :130, :203]
+    assert np.abs(a0.astype(int) - expected).max() <= 1
+    Image.fromarray(np.zeros((130, 203), np.uint8)).save(tmp_path / "zeros.png")
+    assert main(["apply", "--model", str(model), "--input", str(tmp_path / "big.png"),
+                 "--output", str(tmp_path / "m.png"), "--alpha-map", str(tmp_path / "zeros.png")]) == 0
+    assert np.abs(np.asarray(Image.open(tmp_path / "m.png")).astype(int) - a0).max() <= 1
+
+
+def test_style_images_grey_is_replicated_and_alpha_dropped(styles):
+    from ctl_jax.tasks.style import read_style_image
+
+    checker = read_style_image(styles[1], 24)  # a grey checkerboard with alpha 200
+    assert checker.shape == (24, 24, 3)
+    np.testing.assert_array_equal(checker[..., 0], checker[..., 2])
+    assert set(np.unique(checker).tolist()) == {0.0, 1.0}  # not composited over anything

@@ -45,6 +45,15 @@ class NetworkSpec:
                                    ("upscale", self.upscale if self.upscale != 1 else 0)) if v}
         return FACTORIES[self.name](self.variant, channels=self.channels, adafm_kernel=self.adafm_kernel, **extra)
 
+    @property
+    def input_multiple(self) -> int:
+        """Input heights and widths must be multiples of this: 4 for Transform-Net (two stride-2
+        convs), 1 for the super-resolution AdaFM-Net, 2 for the others (stride-2 bodies, FFDNet's
+        pixel unshuffle). ``ctl-jax apply`` pads to it and crops back."""
+        if self.name == "transform_net":
+            return 4
+        return 1 if self.upscale != 1 else 2
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
