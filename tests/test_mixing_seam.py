@@ -85,3 +85,41 @@ def test_mixing_grid_is_the_coarsest_layer_grid_pooled_outputs_aside():
     model = adafm_net("tiny")
     x = jnp.zeros((1, 16, 24, 3))
     assert layer_grids(model, model.init(jax.random.key(0), x)["params"], x) == {(16, 24), (8, 12)}
+
+
+class PixelwiseWithInstanceNorm(nn.Module):
+    """1x1 conv -> instance norm -> ReLU -> 1x1 conv: every op is pixel-local but the norm's statistics."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.InstanceNorm(epsilon=1e-5, use_fast_variance=False, name="norm")(nn.Conv(6, (1, 1), name="a")(x))
+        return nn.Conv(3, (1, 1), name="b")(nn.relu(h))
+
+
+def test_instance_norm_pools_its_statistics_over_pixels_of_similar_alpha():
+    """Under a map of 0 on the left half and 1 on the right, each half is what its own network gives
+    on that half alone (its statistics pooled over its half, not over the whole image); a constant
+    map is the global alpha. With whole-image statistics the left half moved 0.3 from the crop's output."""
+    from ctl_jax.tuners.mixing import alpha_pooled_instance_norm, apply_with_alpha_map
+
+    model = PixelwiseWithInstanceNorm()
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 12, 3))
+    x = x.at[:, :, 6:].multiply(3.0)  # the halves' statistics differ
+    theta0 = model.init(jax.random.key(1), x)["params"]
+    theta1 = jax.tree.map(lambda p: p + 0.5 * jax.random.normal(jax.random.key(2), p.shape), theta0)
+    half = Control.per_pixel(jnp.broadcast_to((jnp.arange(12) >= 6).astype(jnp.float32), (8, 12)))
+    out = apply_with_alpha_map(model, theta0, theta1, x, half)
+    np.testing.assert_allclose(out[:, :, :6], model.apply({"params": theta0}, x[:, :, :6]), atol=1e-5)
+    np.testing.assert_allclose(out[:, :, 6:], model.apply({"params": theta1}, x[:, :, 6:]), atol=1e-5)
+    assert float(jnp.abs(model.apply({"params": theta0}, x)[:, :, :6] - out[:, :, :6]).max()) > 0.05
+    constant = apply_with_alpha_map(model, theta0, theta1, x, Control.per_pixel(jnp.full((8, 12), 0.25)))
+    mixed = jax.tree.map(lambda p, q: 0.75 * p + 0.25 * q, theta0, theta1)
+    np.testing.assert_allclose(constant, model.apply({"params": mixed}, x), atol=1e-5)
+    # a ramp: every pixel's statistics are a hat-weighted blend of its neighbouring alpha bins'
+    ramp = jnp.broadcast_to(jnp.linspace(0.0, 1.0, 12), (1, 8, 12))[..., None]
+    y = alpha_pooled_instance_norm(x[:1], ramp, 1e-5, bins=2)  # bins 0 and 1: hats 1 - a and a
+    w0, w1 = 1 - ramp, ramp
+    mean = [jnp.sum(w * x[:1], axis=(1, 2)) / jnp.sum(w) for w in (w0, w1)]
+    var = [jnp.sum(w * (x[:1] - m) ** 2, axis=(1, 2)) / jnp.sum(w) for w, m in zip((w0, w1), mean)]
+    expected = (x[:1] - (w0 * mean[0] + w1 * mean[1])) / jnp.sqrt(w0 * var[0] + w1 * var[1] + 1e-5)
+    np.testing.assert_allclose(y, expected, atol=1e-5)

@@ -46,6 +46,31 @@ def test_operators_notebook_imports():
     assert imports and all(line.startswith(allowed) for line in imports), imports
 
 
+def test_style_notebook_imports():
+    imports = ctl_imports(ROOT / "notebooks" / "style.ipynb")
+    allowed = PUBLIC_IMPORTS + ("from ctl_jax.eval.style import",)
+    assert imports and all(line.startswith(allowed) for line in imports), imports
+
+
+def test_style_notebook(style_smoke_run, monkeypatch):
+    """On the smoke style run (FTN): the slider's interpolated parameters give the model's own output,
+    a ramp map moves from style A at the left edge to style B at the right, the curves are finite."""
+    out, _ = style_smoke_run
+    monkeypatch.setenv("CTL_STYLE_MODEL", str(out / "ftn"))
+    monkeypatch.setenv("CTL_NOTEBOOK_SIZE", "40")
+    ns = run_notebook(ROOT / "notebooks" / "style.ipynb")
+    model, x = ns["model"], ns["x"]
+    assert x.shape == (1, 40, 40, 3)  # the astronaut (square), longer side 40
+    for alpha in (0.0, 1.0):
+        np.testing.assert_allclose(ns["stylise"](alpha), np.clip(np.asarray(model(x, alpha))[0], 0, 1), atol=1e-5)
+    ramp = ns["painted"]["ramp"]
+    a, b = ns["stylise"](0.0), ns["stylise"](1.0)
+    # the left edge follows style A's output, the right edge style B's (the ramp is 0 and 1 there)
+    assert np.abs(ramp[:, :2] - a[:, :2]).mean() < np.abs(ramp[:, :2] - b[:, :2]).mean()
+    assert np.abs(ramp[:, -2:] - b[:, -2:]).mean() < np.abs(ramp[:, -2:] - a[:, -2:]).mean()
+    assert np.all(np.isfinite(ns["curves"].style_a)) and len(ns["curves"].steps) == 5
+
+
 def test_explore_alpha_notebook(tmp_path, monkeypatch):
     config = load_config(f"{ROOT / 'experiments' / 'demo.py'}:smoke")
     config["methods"] = ["ftn-gc16"]
