@@ -7,6 +7,8 @@ An experiment is a plain dict (see ``experiments/*.py``, whose ``get_config(pres
     data         {"train", "test": "bundled" or a folder, "test_crop": int or None, "max_test_images"}
     stage1       TrainConfig fields for the base at level A (batch_size, patch_size, steps, ...)
     stage2       TrainConfig fields for every tuner (at level B, or over the range for one-stage tuners)
+    stage2_by_method  optional {method name: TrainConfig fields} replacing stage2's for that method
+                 (e.g. a smaller learning rate for one tuner; methods not in the list are ignored)
     methods      tuner names, e.g. ["ftn-gc16", "adafm", "dni", "cfsnet", "dynamic-net"]
     from_scratch bool: also train one base per sweep level (FTN paper Table 2's first row)
     sweep        {"levels": [...], "alphas": int or list, "seed": int}
@@ -83,6 +85,8 @@ def run_experiment(config: dict, out_dir) -> dict:
     methods = [make_tuner(m) for m in config["methods"]]  # unknown names fail before any training
     if not methods:
         raise ValueError("the config lists no methods to tune")
+    for name in set(config.get("stage2_by_method", {})) - {t.name for t in methods}:
+        make_tuner(name)  # a typo fails here; a method dropped from the list just has no run
     data, sweep_cfg = config["data"], config["sweep"]
     stage1, stage2 = TrainConfig(**config["stage1"]), TrainConfig(**config["stage2"])
     sampler1 = train_sampler(data, spec.channels, config["stage1"])
@@ -100,7 +104,9 @@ def run_experiment(config: dict, out_dir) -> dict:
     for tuner in methods:
         where = "over the level range" if tuner.stages == 1 else f"to {task.label(task.level_b)}"
         _log(f"{tuner.name} ({tuner.kind}): tuning {where}")
-        train_tuner(tuner, task, sampler2, out / tuner.name, stage2, base_workdir=out / "base", spec=spec)
+        own = config.get("stage2_by_method", {}).get(tuner.name, {})
+        train_tuner(tuner, task, sampler2, out / tuner.name, TrainConfig(**{**config["stage2"], **own}) if own else stage2,
+                    base_workdir=out / "base", spec=spec)
         model = tuned[tuner.name] = load_run(out / tuner.name)
         if task.name != "style":
             results[tuner.name] = cached_sweep(out / tuner.name, model, images, sweep_cfg["levels"], alphas,

@@ -97,7 +97,7 @@ def write_style_report(config: dict, task, tuned: dict, out, spec, sampler1, sta
         for image, image_name in zip(images, names):
             outs = style_outputs(model, image, STRIP_ALPHAS)
             image_strip(list(outs), STRIP_ALPHAS, report / f"strip_{name}_{image_name}.png",
-                        degraded=np.clip(image[:outs.shape[1], :outs.shape[2]], 0, 1),
+                        degraded=np.clip(image[:outs.shape[1], :outs.shape[2]], 0, 1), input_caption="content",
                         title=f"{name}: style A (α=0) -> style B (α=1)")
             if model.tuner is not None and model.tuner.pixel:
                 h, w = outs.shape[1:3]

@@ -46,6 +46,8 @@ def get_config(preset: str = "cpu") -> dict:
         "stage2": dict(steps=500, batch_size=4, patch_size=96, lr=1e-3, lr_milestones=[400], lr_gamma=0.2,
                        log_every=50, ckpt_every=250, seed=1, micro_batches="auto"),
         "methods": _methods(variant),
+        # FTN's transition at 1e-3 left the intermediate alphas as colour blobs (style-A loss x30 at alpha 0.5)
+        "stage2_by_method": {"ftn": {"lr": 3e-4}, "ftn-gc16": {"lr": 3e-4}},
         "from_scratch": True,
         "sweep": {"alphas": 11},
     }
@@ -57,6 +59,7 @@ def get_config(preset: str = "cpu") -> dict:
         for stage, steps, lr in (("stage1", 40000, 1e-3), ("stage2", 40000, 1e-4)):
             config[stage].update(steps=steps, patch_size=256, lr=lr, lr_milestones=[], log_every=500,
                                  ckpt_every=5000)
+        config["stage2_by_method"] = {}
         config["data"]["test_size"] = 512
     elif preset == "smoke":
         config["task"].update(style_a="bundled:coffee", style_b="bundled:rocket", style_size=32)

@@ -150,6 +150,11 @@ def test_style_experiment_smoke_writes_the_report(style_smoke_run):
     stored = json.loads((report / "curves.json").read_text())
     assert stored["ftn"]["style_a"][0] == pytest.approx(stored["dynamic-net"]["style_a"][0], rel=1e-5)
     assert curves["ftn"].alphas.tolist() == [0.0, 0.5, 1.0]
+    from ctl_jax.train.runs import load_run
+
+    # stage2_by_method: FTN tunes at its own learning rate, the others at stage2's
+    assert load_run(out / "ftn").meta.config["lr"] == 3e-4
+    assert load_run(out / "dynamic-net").meta.config["lr"] == 1e-3
 
 
 def test_apply_runs_a_style_model_whole_on_any_size(style_smoke_run, tmp_path, capsys):

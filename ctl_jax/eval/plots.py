@@ -146,10 +146,11 @@ def plot_best_vs_level(methods: Mapping[str, SweepResult], path, title: str | No
 
 
 def image_strip(images_by_alpha: Sequence[np.ndarray], alphas: Sequence[float], path,
-                labels: Sequence[str] | None = None, *, degraded=None, clean=None, title: str | None = None) -> str:
+                labels: Sequence[str] | None = None, *, degraded=None, clean=None, title: str | None = None,
+                input_caption: str = "degraded input") -> str:
     """One test image across alphas in a row; returns the PNG path.
 
-    Panels: the ``degraded`` input (if given), the outputs at each alpha, the ``clean`` reference
+    Panels: the ``degraded`` input (if given, captioned ``input_caption``), the outputs at each alpha, the ``clean`` reference
     (if given). Captions: ``labels`` (one per alpha) if given, else "α = a", with the PSNR against
     ``clean`` added when it is given. images_by_alpha: K images (H, W, C) in [0, 1]; alphas: (K,).
     """
@@ -160,7 +161,7 @@ def image_strip(images_by_alpha: Sequence[np.ndarray], alphas: Sequence[float], 
         raise ValueError(f"{len(labels)} labels for {len(alphas)} alphas")
     panels = []
     if degraded is not None:
-        panels.append((degraded, "degraded input" + (f"\n{_psnr_text(degraded, clean)}" if clean is not None else "")))
+        panels.append((degraded, input_caption + (f"\n{_psnr_text(degraded, clean)}" if clean is not None else "")))
     for k, (image, alpha) in enumerate(zip(images_by_alpha, alphas)):
         caption = labels[k] if labels is not None else f"α = {alpha:.2f}"
         if labels is None and clean is not None:
