@@ -27,6 +27,7 @@ Everything resumes from its checkpoints when re-run with the same output folder.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 
@@ -125,9 +126,14 @@ def _sweep_into(args, out: pathlib.Path) -> None:
 
     if (out / "sweep.md").exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a report; pass --overwrite to replace it")
+    models = [load_run(model_dir) for model_dir in args.model]
+    styles = [m.task.name == "style" for m in models]
+    if any(styles):
+        if not all(styles):
+            raise ValueError("--model mixes style networks with restoration ones; sweep them separately")
+        return _style_sweep_into(args, out, models)
     results = {}
-    for model_dir in args.model:
-        model = load_run(model_dir)
+    for model in models:
         data = {"test": args.data or "bundled", "test_crop": args.crop, "max_test_images": args.max_images}
         images, names = test_images(data, model.channels)
         levels = _levels_of(args.levels, model.task)
@@ -138,6 +144,31 @@ def _sweep_into(args, out: pathlib.Path) -> None:
     first = next(iter(results.values()))
     paths = write_report(first, args.out, title=args.title, method_results=results)
     print(paths["markdown"])
+
+
+def _style_sweep_into(args, out: pathlib.Path, models) -> None:
+    """Style networks have no degradation and no PSNR: the style losses against A and B and the
+    content loss across alpha (``ctl_jax.eval.style``) on the --data content images."""
+    from ctl_jax.eval.style import curves_table, plot_style_curves, style_curves, summary_table
+    from ctl_jax.files import write_text_atomic
+    from ctl_jax.pipeline import test_images
+
+    if args.levels:
+        raise ValueError("style networks have no degradation levels; give --alphas or --alpha-count only")
+    images, names = test_images({"test": args.data or "bundled", "test_crop": args.crop,
+                                 "max_test_images": args.max_images}, 3)
+    alphas = np.asarray(args.alphas, np.float64) if args.alphas else np.linspace(0, 1, args.alpha_count)
+    curves = {m.name: style_curves(m, m.task, images, alphas) for m in models}
+    out.mkdir(parents=True, exist_ok=True)
+    plot_style_curves(curves, out / "style_curves.png", title=args.title)
+    write_text_atomic(out / "curves.json", json.dumps({k: c.to_dict() for k, c in curves.items()}, indent=1))
+    has_ends = all(np.isclose(alphas, a).any() for a in (0.0, 1.0))
+    text = [f"# {args.title or 'style sweep'}", "", f"Content images: {', '.join(names)}.", "",
+            *(["## Summary", "", summary_table(curves, None), ""] if has_ends else []),
+            "## Losses across α (style A / style B (×1e4) / content)", "", curves_table(curves), "",
+            "![style curves](style_curves.png)"]
+    write_text_atomic(out / "sweep.md", "\n".join(text) + "\n")
+    print(out / "sweep.md")
 
 
 def _levels_of(tokens, task) -> np.ndarray:

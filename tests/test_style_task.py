@@ -190,3 +190,21 @@ def test_style_images_grey_is_replicated_and_alpha_dropped(styles):
     assert checker.shape == (24, 24, 3)
     np.testing.assert_array_equal(checker[..., 0], checker[..., 2])
     assert set(np.unique(checker).tolist()) == {0.0, 1.0}  # not composited over anything
+
+
+def test_cli_sweep_of_style_models_gives_the_loss_curves(style_smoke_run, tmp_path, capsys):
+    import json
+
+    from ctl_jax.cli import main
+
+    out, _ = style_smoke_run
+    argv = ["sweep", "--model", str(out / "ftn"), "--model", str(out / "dynamic-net"), "--crop", "32",
+            "--max-images", "1", "--alpha-count", "3", "--out", str(tmp_path / "sweep")]
+    assert main(argv) == 0
+    text = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "| ftn |" in text and "| dynamic-net |" in text and (tmp_path / "sweep" / "style_curves.png").is_file()
+    curves = json.loads((tmp_path / "sweep" / "curves.json").read_text())
+    assert curves["ftn"]["alphas"] == [0.0, 0.5, 1.0]
+    assert curves["ftn"]["style_a"][0] == pytest.approx(curves["dynamic-net"]["style_a"][0], rel=1e-5)  # the same base
+    assert main(argv[:-2] + ["--levels", "3", "--out", str(tmp_path / "other")]) == 2
+    assert "no degradation levels" in capsys.readouterr().err
