@@ -97,7 +97,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_tune(args) -> None:
-    from ctl_jax.pipeline import train_sampler
+    from ctl_jax.pipeline import stage2_settings, train_sampler
     from ctl_jax.train.loop import TrainConfig
     from ctl_jax.train.supervised import train_tuner
     from ctl_jax.tuners import make_tuner
@@ -108,7 +108,7 @@ def cmd_tune(args) -> None:
     if tuner.stages == 2 and not args.base:
         raise ValueError(f"{tuner.name} tunes a trained base: give its run folder with --base")
     train_tuner(tuner, task, train_sampler(config["data"], spec.channels, config["stage2"]), args.workdir,
-                TrainConfig(**config["stage2"]), base_workdir=args.base, spec=spec)
+                TrainConfig(**stage2_settings(config, tuner.name)), base_workdir=args.base, spec=spec)
 
 
 def cmd_sweep(args) -> None:

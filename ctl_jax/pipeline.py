@@ -65,6 +65,16 @@ def train_sampler(data: dict, channels: int, stage: dict):
     return PatchSampler(images, stage["patch_size"], stage["batch_size"], seed=stage.get("seed", 0))
 
 
+def stage2_settings(config: dict, method: str) -> dict:
+    """The stage-2 TrainConfig fields of ``method``: ``stage2`` updated by its ``stage2_by_method`` entry
+    (which may not change the batch or crops: every method draws from one sampler)."""
+    own = config.get("stage2_by_method", {}).get(method, {})
+    shared = sorted({"batch_size", "patch_size"} & set(own))
+    if shared:
+        raise ValueError(f"stage2_by_method.{method} sets {shared}; the methods share stage2's batches, set them there")
+    return {**config["stage2"], **own}
+
+
 def _log(message: str) -> None:
     print(f"[ctl-jax] {message}", file=sys.stderr, flush=True)
 
@@ -88,7 +98,7 @@ def run_experiment(config: dict, out_dir) -> dict:
     for name in set(config.get("stage2_by_method", {})) - {t.name for t in methods}:
         make_tuner(name)  # a typo fails here; a method dropped from the list just has no run
     data, sweep_cfg = config["data"], config["sweep"]
-    stage1, stage2 = TrainConfig(**config["stage1"]), TrainConfig(**config["stage2"])
+    stage1 = TrainConfig(**config["stage1"])
     sampler1 = train_sampler(data, spec.channels, config["stage1"])
     sampler2 = train_sampler(data, spec.channels, config["stage2"])
     alphas = control_grid(sweep_cfg["alphas"], task.dim)
@@ -104,8 +114,7 @@ def run_experiment(config: dict, out_dir) -> dict:
     for tuner in methods:
         where = "over the level range" if tuner.stages == 1 else f"to {task.label(task.level_b)}"
         _log(f"{tuner.name} ({tuner.kind}): tuning {where}")
-        own = config.get("stage2_by_method", {}).get(tuner.name, {})
-        train_tuner(tuner, task, sampler2, out / tuner.name, TrainConfig(**{**config["stage2"], **own}) if own else stage2,
+        train_tuner(tuner, task, sampler2, out / tuner.name, TrainConfig(**stage2_settings(config, tuner.name)),
                     base_workdir=out / "base", spec=spec)
         model = tuned[tuner.name] = load_run(out / tuner.name)
         if task.name != "style":

@@ -208,3 +208,20 @@ def test_cli_sweep_of_style_models_gives_the_loss_curves(style_smoke_run, tmp_pa
     assert curves["ftn"]["style_a"][0] == pytest.approx(curves["dynamic-net"]["style_a"][0], rel=1e-5)  # the same base
     assert main(argv[:-2] + ["--levels", "3", "--out", str(tmp_path / "other")]) == 2
     assert "no degradation levels" in capsys.readouterr().err
+
+
+def test_cli_tune_a_style_method_with_its_own_stage2_settings(style_smoke_run, tmp_path):
+    """``ctl-jax tune`` on the style smoke config: FTN gets its stage2_by_method learning rate."""
+    from ctl_jax.cli import main
+    from ctl_jax.config import load_config
+    from ctl_jax.pipeline import stage2_settings
+    from ctl_jax.train.runs import load_run
+
+    out, _ = style_smoke_run
+    assert main(["tune", "--config", "experiments/style.py:smoke", "--base", str(out / "base"), "--method", "ftn",
+                 "--workdir", str(tmp_path / "ftn")]) == 0
+    assert load_run(tmp_path / "ftn").meta.config["lr"] == 3e-4
+    config = load_config("experiments/style.py:smoke")
+    config["stage2_by_method"] = {"dni": {"batch_size": 8}}
+    with pytest.raises(ValueError, match="share stage2's batches"):
+        stage2_settings(config, "dni")
