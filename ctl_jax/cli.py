@@ -314,8 +314,9 @@ def _read_alpha_map(path, size) -> np.ndarray:
     """A greyscale image file -> alpha map in [0, 1] (black 0, white 1), resized to ``size`` (H, W).
 
     Rule: the map is resized to the image size with bilinear interpolation (and edge-padded with
-    the image); each layer then sees it resized again to its own resolution. Colour images are refused (ambiguous), and so
-    are files that are not images (empty, other bytes, a folder), each in a one-line error.
+    the image); each layer then sees it resized again to its own resolution. Colour images are
+    refused (ambiguous), and so are files that are not images (empty, other bytes, a folder), each
+    in a one-line error.
     """
     from PIL import Image
 

@@ -241,8 +241,7 @@ def load_adain(workdir) -> AdaINModel:
             raise ValueError(f"{workdir} is not an AdaIN run (it holds a {meta.get('kind')!r} run)")
         config = AdaINConfig.from_dict(meta["task"])
         decoder = AdaINDecoder(tuple(meta["network"]["widths"]))
-        side = 8
         template = jax.eval_shape(lambda: {"params": decoder.init(jax.random.key(0), jnp.zeros(
-            (1, side, side, decoder.widths[-1])))["params"]})
+            (1, 1, 1, decoder.widths[-1])))["params"]})
         params = ckpt.restore(template)["trainable"]["params"]
     return AdaINModel(config, jax.device_get(params))

@@ -105,7 +105,9 @@ def alpha_pooled_instance_norm(x: jax.Array, a: jax.Array, epsilon: float, bins:
     hats = jnp.maximum(0.0, 1.0 - jnp.abs(position - jnp.arange(bins, dtype=jnp.float32)))  # (N, h, w, K)
     mass = jnp.maximum(jnp.sum(hats, axis=(1, 2)), 1e-12)                         # (N, K)
     mean = jnp.einsum("nhwk,nhwc->nkc", hats, x) / mass[..., None]               # (N, K, C)
-    var = jnp.einsum("nhwk,nhwkc->nkc", hats, jnp.square(x[:, :, :, None] - mean[:, None, None])) / mass[..., None]
+    # two-pass variance, one bin at a time (an (N, h, w, K, C) temporary would be K times the features)
+    var = jnp.stack([jnp.einsum("nhw,nhwc->nc", hats[..., k], jnp.square(x - mean[:, None, None, k]))
+                     for k in range(bins)], axis=1) / mass[..., None]                 # (N, K, C)
     return (x - jnp.einsum("nhwk,nkc->nhwc", hats, mean)) * jax.lax.rsqrt(jnp.einsum("nhwk,nkc->nhwc", hats, var) + epsilon)
 
 
