@@ -121,7 +121,7 @@ def cmd_sweep(args) -> None:
 def _sweep_into(args, out: pathlib.Path) -> None:
     from ctl_jax.eval.report import write_report
     from ctl_jax.eval.sweep import sweep
-    from ctl_jax.pipeline import alpha_grid, test_images
+    from ctl_jax.pipeline import test_images
     from ctl_jax.train.runs import load_run
 
     if (out / "sweep.md").exists() and not args.overwrite:

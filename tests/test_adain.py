@@ -12,8 +12,7 @@ import pytest  # noqa: E402
 
 from ctl_jax.classical.adain import (AdaINConfig, AdaINDecoder, adain, channel_stats, encoder_widths,  # noqa: E402
                                      load_adain, train_adain)
-from ctl_jax.losses.perceptual import random_loss_network  # noqa: E402
-from ctl_jax.testing import random_image  # noqa: E402
+from ctl_jax.tasks.style import cached_loss_network  # noqa: E402
 
 
 def test_adain_gives_the_content_the_styles_channel_statistics():
@@ -31,12 +30,12 @@ def test_adain_gives_the_content_the_styles_channel_statistics():
 
 
 def test_decoder_mirrors_the_encoder_up_to_its_layer():
-    net = random_loss_network()
+    net = cached_loss_network("random")  # the instance the other style tests share
     assert encoder_widths(net, "relu4_1") == (32, 64, 128, 256)
     assert encoder_widths(net, "relu2_1") == (32, 64)
     decoder = AdaINDecoder((8, 16, 32))
-    params = decoder.init(jax.random.key(0), jnp.zeros((1, 3, 5, 32)))
-    assert decoder.apply(params, jnp.zeros((2, 3, 5, 32))).shape == (2, 12, 20, 3)
+    params = jax.eval_shape(decoder.init, jax.random.key(0), jnp.zeros((1, 3, 5, 32)))
+    assert jax.eval_shape(decoder.apply, params, jnp.zeros((2, 3, 5, 32))).shape == (2, 12, 20, 3)
     with pytest.raises(ValueError, match="first ReLU of a stage"):
         encoder_widths(net, "relu3_2")
 
