@@ -27,7 +27,6 @@ Everything resumes from its checkpoints when re-run with the same output folder.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -149,7 +148,7 @@ def _sweep_into(args, out: pathlib.Path) -> None:
 def _style_sweep_into(args, out: pathlib.Path, models) -> None:
     """Style networks have no degradation and no PSNR: the style losses against A and B and the
     content loss across alpha (``ctl_jax.eval.style``) on the --data content images."""
-    from ctl_jax.eval.style import curves_table, plot_style_curves, style_curves, summary_table
+    from ctl_jax.eval.style import style_curves, summary_table, write_curve_files
     from ctl_jax.files import write_text_atomic
     from ctl_jax.pipeline import test_images
 
@@ -160,13 +159,10 @@ def _style_sweep_into(args, out: pathlib.Path, models) -> None:
     alphas = np.asarray(args.alphas, np.float64) if args.alphas else np.linspace(0, 1, args.alpha_count)
     curves = {m.name: style_curves(m, m.task, images, alphas) for m in models}
     out.mkdir(parents=True, exist_ok=True)
-    plot_style_curves(curves, out / "style_curves.png", title=args.title)
-    write_text_atomic(out / "curves.json", json.dumps({k: c.to_dict() for k, c in curves.items()}, indent=1))
     has_ends = all(np.isclose(alphas, a).any() for a in (0.0, 1.0))
     text = [f"# {args.title or 'style sweep'}", "", f"Content images: {', '.join(names)}.", "",
             *(["## Summary", "", summary_table(curves, None), ""] if has_ends else []),
-            "## Losses across α (style A / style B (×1e4) / content)", "", curves_table(curves), "",
-            "![style curves](style_curves.png)"]
+            *write_curve_files(curves, out, title=args.title)]
     write_text_atomic(out / "sweep.md", "\n".join(text) + "\n")
     print(out / "sweep.md")
 

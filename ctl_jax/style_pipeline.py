@@ -19,13 +19,12 @@ photo costs memory, not a tiling seam.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 
 import numpy as np
 
-from ctl_jax.eval.style import curves_table, plot_style_curves, style_curves, style_outputs, summary_table
+from ctl_jax.eval.style import style_curves, style_outputs, summary_table, write_curve_files
 from ctl_jax.files import write_text_atomic
 
 STRIP_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -107,17 +106,14 @@ def write_style_report(config: dict, task, tuned: dict, out, spec, sampler1, sta
                 write_image(report / f"map_{name}_{image_name}.png", mixed, overwrite=True)
 
     cost_size = int(config.get("report", {}).get("cost_size", 256))
-    plot_style_curves(curves, report / "style_curves.png", title=config.get("title"))
-    write_text_atomic(report / "curves.json", json.dumps({k: c.to_dict() for k, c in curves.items()}, indent=1))
+    curve_lines = write_curve_files(curves, report, title=config.get("title"))
     text = [f"# {config.get('title', 'style transfer')}", "",
             f"Style A: `{task.style_a}` (weight {task.style_weight_a:g}); style B: `{task.style_b}` "
             f"(weight {task.style_weight_b:g}); loss network `{task.loss_net}`; content images: "
             f"{', '.join(names)} (longer side {config['data'].get('test_size', 256)}).", "",
             "## Summary", "", summary_table(curves, scratch_b), "",
             "Style losses are unweighted (×1e4); step CV = std / mean of the output change between consecutive "
-            "alphas (0 = even motion).", "",
-            "## Losses across α (style A / style B (×1e4) / content)", "", curves_table(curves), "",
-            "![style curves](style_curves.png)", "",
+            "alphas (0 = even motion).", "", *curve_lines,
             f"## Cost ({cost_size}×{cost_size} input)", "", cost_rows(spec, [m.tuner for m in tuned.values()], cost_size),
             "",
             f"Report written in {time.perf_counter() - start:.0f} s."]

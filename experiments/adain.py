@@ -29,8 +29,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ctl_jax.classical.adain import AdaINConfig, train_adain  # noqa: E402
-from ctl_jax.data import PatchSampler, bundled_images, iter_folder, load_folder  # noqa: E402
+from ctl_jax.data import PatchSampler, bundled_images, iter_folder, load_folder, write_image  # noqa: E402
 from ctl_jax.eval.plots import image_strip  # noqa: E402
+from ctl_jax.eval.sweep import crop_to_multiple  # noqa: E402
+from ctl_jax.files import write_text_atomic  # noqa: E402
 from ctl_jax.style_pipeline import resize_longer_side  # noqa: E402
 from ctl_jax.tasks.style import read_style_image  # noqa: E402
 from ctl_jax.train.loop import TrainConfig  # noqa: E402
@@ -60,9 +62,6 @@ def _data(preset: str, held_out: str):
     return photos, styles, contents
 
 
-def _fit(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
-    image = resize_longer_side(image, size)
-    return image[: image.shape[0] // multiple * multiple, : image.shape[1] // multiple * multiple]
 
 
 def main(argv=None) -> int:
@@ -91,7 +90,7 @@ def main(argv=None) -> int:
     corners = [styles[n] for n in INTERPOLATION_STYLES if n in styles] or list(styles.values())[:4]
     corners = (corners * 4)[:4]
     for name, image in contents:
-        content = _fit(image, test_size, model.multiple)
+        content = crop_to_multiple(resize_longer_side(image, test_size), model.multiple)
         image_strip([model.stylise(content, [held], alpha=a) for a in alphas], alphas,
                     report / f"tradeoff_{name}.png", degraded=content, input_caption="content",
                     labels=[f"α = {a:g}" for a in alphas], title=f"AdaIN, unseen style {args.held_out}: content-style trade-off")
@@ -101,11 +100,9 @@ def main(argv=None) -> int:
                 weights = [(1 - u) * (1 - v), (1 - u) * v, u * (1 - v), u * v]
                 grid.append(model.stylise(content, corners, weights=weights))
         rows = [np.concatenate(grid[3 * r:3 * r + 3], axis=1) for r in range(3)]
-        from ctl_jax.data.images import write_image
-
         write_image(report / f"interpolation_{name}.png", np.concatenate(rows, axis=0), overwrite=True)
     losses = [json.loads(line)["loss"] for line in (out / "decoder" / "metrics.jsonl").read_text().splitlines()]
-    (report / "adain.md").write_text(
+    write_text_atomic(report / "adain.md",
         f"# AdaIN at CPU scale\n\n`python experiments/adain.py --out {args.out} --preset {args.preset} "
         f"--loss-net {args.loss_net} --style-weight {args.style_weight:g}`\n\n"
         f"Decoder trained {train.steps} steps (batch {train.batch_size}, {train.patch_size}-pixel crops, lr {train.lr:g}) "

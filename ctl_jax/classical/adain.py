@@ -70,6 +70,11 @@ class AdaINDecoder(nn.Module):
 
     widths: tuple
 
+    @property
+    def scale(self) -> int:
+        """2^(S-1): the upsampling factor, and what the input image's sides must be multiples of."""
+        return 2 ** (len(self.widths) - 1)
+
     @nn.compact
     def __call__(self, t):
         h = t
@@ -128,13 +133,13 @@ class AdaINModel:
     def encoder(self) -> LossNetwork:
         return _encoder(self.config.loss_net)
 
-    @property
+    @functools.cached_property
     def decoder(self) -> AdaINDecoder:
         return AdaINDecoder(encoder_widths(self.encoder, self.config.layer))
 
     @property
     def multiple(self) -> int:
-        return 2 ** (len(encoder_widths(self.encoder, self.config.layer)) - 1)
+        return self.decoder.scale
 
     def stylise(self, content, styles: Sequence, weights: Sequence[float] | None = None, alpha: float = 1.0):
         """content (H, W, 3) in [0, 1] (H, W multiples of ``multiple``), styles: K images (H_k, W_k, 3) in
@@ -191,7 +196,7 @@ def train_adain(content_sampler, style_sampler, workdir, config: AdaINConfig, tr
 
     encoder = _encoder(config.loss_net)
     decoder = AdaINDecoder(encoder_widths(encoder, config.layer))
-    multiple = 2 ** (len(decoder.widths) - 1)
+    multiple = decoder.scale
     for name, sampler in (("content", content_sampler), ("style", style_sampler)):
         if sampler.patch_size % multiple:
             raise ValueError(f"AdaIN at {config.layer} needs crops divisible by {multiple}; the {name} crops are "

@@ -151,8 +151,9 @@ def image_strip(images_by_alpha: Sequence[np.ndarray], alphas: Sequence[float], 
     """One test image across alphas in a row; returns the PNG path.
 
     Panels: the ``degraded`` input (if given, captioned ``input_caption``), the outputs at each
-    alpha, the ``clean`` reference (if given). Captions: ``labels`` (one per alpha) if given, else "α = a", with the PSNR against
-    ``clean`` added when it is given. images_by_alpha: K images (H, W, C) in [0, 1]; alphas: (K,).
+    alpha, the ``clean`` reference (if given). Captions: ``labels`` (one per alpha) if given, else
+    "α = a", with the PSNR against ``clean`` added when it is given. images_by_alpha: K images
+    (H, W, C) in [0, 1]; alphas: (K,).
     """
     alphas = [float(a) for a in alphas]
     if len(images_by_alpha) != len(alphas):

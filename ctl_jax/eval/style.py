@@ -129,3 +129,18 @@ def plot_style_curves(curves: Mapping[str, StyleCurves], path, title: str | None
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
+
+
+def write_curve_files(curves: Mapping[str, StyleCurves], folder, title: str | None = None) -> list[str]:
+    """Write ``style_curves.png`` and ``curves.json`` into ``folder``; returns the markdown lines that
+    show them (the per-alpha table and the plot)."""
+    import json
+    import pathlib
+
+    from ctl_jax.files import write_text_atomic
+
+    folder = pathlib.Path(folder)
+    plot_style_curves(curves, folder / "style_curves.png", title=title)
+    write_text_atomic(folder / "curves.json", json.dumps({k: c.to_dict() for k, c in curves.items()}, indent=1))
+    return ["## Losses across α (style A / style B (×1e4) / content)", "", curves_table(curves), "",
+            "![style curves](style_curves.png)", ""]
