@@ -8,6 +8,7 @@ import pytest
 
 from ctl_jax.degradations import (KINDS, add_gaussian_noise, bicubic_downsample, bicubic_pre_upsampled,
                                   check_level, gaussian_blur, get_kind, jpeg_compress)
+from ctl_jax.degradations.bicubic import blur_decimate, decimate, imresize_weights
 from ctl_jax.tasks import Restoration
 from ctl_jax.testing import random_image
 
@@ -29,6 +30,44 @@ def test_bicubic_forms():
     np.testing.assert_allclose(bicubic_pre_upsampled(flat, 2), flat, atol=1e-6)
     with pytest.raises(ValueError, match="divisible by 5"):
         bicubic_downsample(x, 5)
+
+
+def test_bicubic_weights_match_matlab_imresize_worked_by_hand():
+    # 4 -> 2: output 1 samples u = 1.5 with the kernel widened to 8 taps; the Keys weights at
+    # distances 0.25, 0.75, 1.25, 1.75 (x0.5) are 0.8671875, 0.2265625, -0.0703125, -0.0234375, and
+    # the taps at positions -2..0 mirror onto 3, 2, 1 and 5 onto 4 (MATLAB's symmetric indices).
+    np.testing.assert_allclose(imresize_weights(4, 2), [[0.546875, 0.3984375, 0.1015625, -0.046875],
+                                                        [-0.046875, 0.1015625, 0.3984375, 0.546875]], atol=1e-7)
+    # 2 -> 4: u = 0.75 for the first output; taps 0 and -1 mirror onto 1 and 2.
+    np.testing.assert_allclose(imresize_weights(2, 4)[0], [1.09375, -0.09375], atol=1e-7)
+    x = jnp.asarray(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))
+    lr = bicubic_downsample(x, 2)[0, :, :, 0]
+    rows = np.array([0.546875, 0.3984375, 0.1015625, -0.046875])
+    # x[i, j] = 4 i + j is linear, and each row of weights sums to 1 -> a separable weighted mean
+    expect_00 = rows @ np.arange(4) * 4 + rows @ np.arange(4)
+    np.testing.assert_allclose(lr[0, 0], expect_00, atol=1e-5)
+    # away from the borders the result equals JAX's antialiased bicubic (which differs at borders)
+    big = jax.random.uniform(jax.random.key(1), (1, 32, 32, 2))
+    ours, jaxs = bicubic_downsample(big, 2), jax.image.resize(big, (1, 16, 16, 2), "bicubic", antialias=True)
+    np.testing.assert_allclose(ours[:, 3:-3, 3:-3], jaxs[:, 3:-3, 3:-3], atol=1e-5)
+
+
+def test_decimation_and_blur_decimation():
+    x = jax.random.uniform(jax.random.key(0), (2, 12, 16, 3))
+    np.testing.assert_array_equal(decimate(x, 4), x[:, ::4, ::4])
+    delta = np.zeros((5, 5), np.float32)
+    delta[2, 2] = 1
+    np.testing.assert_allclose(blur_decimate(x, delta, 2), x[:, ::2, ::2], atol=1e-7)
+    shift = np.zeros((3, 3), np.float32)
+    shift[1, 2] = 1  # convolution with a delta right of centre moves the image one pixel right
+    np.testing.assert_allclose(blur_decimate(x, shift, 1)[:, :, 1:], x[:, :, :-1], atol=1e-7)
+    box = np.full((3, 3), 1 / 9, np.float32)
+    np.testing.assert_allclose(blur_decimate(x, box, 1)[:, 1:-1, 1:-1].mean(), x[:, 1:-1, 1:-1].mean(), atol=0.02)
+    assert get_kind("decimate_lr").scale(2) == 0.5
+    with pytest.raises(ValueError, match="larger than the image"):
+        blur_decimate(x, np.ones((13, 13)) / 169, 2)
+    with pytest.raises(ValueError, match="odd size"):
+        blur_decimate(x, np.ones((4, 4)) / 16, 2)
 
 
 def test_jpeg_roundtrip_keeps_shape_and_dtype_and_loses_more_at_low_quality():

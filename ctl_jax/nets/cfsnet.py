@@ -12,6 +12,10 @@ CFSNet is a feature-space tuner (``ctl_jax.tuners.feature.CFSNet``) that couples
 to each residual block call; this module is the shared backbone. Input
 (N, H, W, C) in [0, 1]; output the same shape. With ``adafm_kernel`` set, an AdaFM slot follows
 every conv except the last (the FTN paper's setup).
+
+Super-resolution (``upscale`` s = 2, 3 or 4; CFSNet-30 is the paper's x4 network): the input is the
+low-resolution image (N, h, w, C) and the last conv follows a pixel-shuffle up-sampler,
+``out = end(upsample(body + head))`` of shape (N, h s, w s, C), with no input skip.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import flax.linen as nn
 
 from ctl_jax.nets.adafm_net import Conv3x3, residual_block
-from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, modulate
+from ctl_jax.nets.layers import (PixelShuffleUpsampler, check_adafm_kernel, check_image_batch, check_upscale,
+                                 modulate)
 
 
 class CFSNetMain(nn.Module):
@@ -29,6 +34,7 @@ class CFSNetMain(nn.Module):
     features: int = 64
     blocks: int = 10
     adafm_kernel: int | None = None
+    upscale: int = 1
 
     @nn.compact
     def __call__(self, x):
@@ -39,7 +45,10 @@ class CFSNetMain(nn.Module):
         h = head
         for i in range(self.blocks):
             h = residual_block(self, f"block_{i}", nf, k)(h)
-        return x - Conv3x3(self.channels, name="end")(h + head)
+        if self.upscale == 1:
+            return x - Conv3x3(self.channels, name="end")(h + head)
+        check_upscale(self.upscale, "CFSNetMain")
+        return Conv3x3(self.channels, name="end")(PixelShuffleUpsampler(nf, self.upscale, name="upsample")(h + head))
 
 
 VARIANTS = {

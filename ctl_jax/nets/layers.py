@@ -150,6 +150,28 @@ def pixel_shuffle(x, scale: int):
     return einops.rearrange(x, "n h w (c i j) -> n (h i) (w j) c", i=scale, j=scale)
 
 
+def check_upscale(upscale: int, network: str, allowed=(2, 3, 4)) -> int:
+    """``upscale`` if the network can be built for it, else a ValueError naming the scales it supports."""
+    if upscale not in allowed:
+        raise ValueError(f"{network} is built for scales {', '.join(f'x{s}' for s in allowed)}; got x{upscale}")
+    return upscale
+
+
+class PixelShuffleUpsampler(nn.Module):
+    """EDSR/RDN up-sampler: per x2 stage (x3: one x3 stage) conv3x3 (nf -> nf s^2) then pixel shuffle.
+    (N, h, w, nf) -> (N, h s, w s, nf). Stages are ``conv_0``, ``conv_1``."""
+
+    features: int
+    scale: int
+
+    @nn.compact
+    def __call__(self, x):
+        steps = (3,) if self.scale == 3 else (2,) * (self.scale.bit_length() - 1)
+        for i, s in enumerate(steps):
+            x = pixel_shuffle(nn.Conv(self.features * s * s, (3, 3), padding=1, name=f"conv_{i}")(x), s)
+        return x
+
+
 def check_image_batch(x, channels: int, network: str, multiple_of: int = 1) -> None:
     """Raise a ValueError naming the problem unless x is (N, H, W, channels) with H, W % multiple_of == 0."""
     if x.ndim != 4:
