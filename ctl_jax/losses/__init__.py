@@ -49,3 +49,6 @@ def check_terms(terms) -> tuple[tuple[str, float], ...]:
 def weighted_loss(terms: Sequence[tuple[str, float]], pred, target):
     """sum_i w_i * LOSSES[name_i](pred, target)."""
     return sum(weight * LOSSES[name](pred, target) for name, weight in terms)
+
+
+from ctl_jax.losses import gan as _gan  # noqa: E402,F401  registers "perceptual"

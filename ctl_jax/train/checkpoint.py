@@ -23,7 +23,9 @@ process hung at exit. Training waits for each write, a small cost next to the st
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -41,7 +43,7 @@ CHECKPOINT_SUBDIR = "checkpoints"
 PROBE_FILE = ".write-probe"  # written and removed by ``check_writable`` before training starts
 ITEMS = ("trainable", "frozen", "opt_state", "rng", "meta")
 # Meta fields that must agree before a run may continue in (or resume) a workdir.
-IDENTITY_FIELDS = ("kind", "network", "tuner", "stage", "task", "target")
+IDENTITY_FIELDS = ("kind", "network", "tuner", "stage", "task", "target", "adversarial")
 
 
 class CheckpointError(RuntimeError):
@@ -270,6 +272,7 @@ class Checkpointer:
             targets["rng"] = {"key_data": jax.random.key_data(rng_like)}
         targets = {name: tree for name, tree in targets.items() if tree is not None and jax.tree.leaves(tree)}
         items = {name: ocp.args.StandardRestore(abstract_like(tree, sharding)) for name, tree in targets.items()}
+        self._check_trainable_trees(step, targets.get("trainable"))
         try:
             with _IO_ERRORS.during_io(self.directory):
                 restored = self._manager.restore(step, args=ocp.args.Composite(**items))
@@ -280,6 +283,21 @@ class Checkpointer:
         if rng_like is not None:
             out["rng"] = jax.random.wrap_key_data(restored["rng"]["key_data"])
         return out
+
+    def _check_trainable_trees(self, step: int, trainable_like) -> None:
+        """CheckpointError naming them when the checkpoint's trainable trees (``params``,
+        ``discriminator``, ...) are not the ones asked for (a GAN run without its discriminator)."""
+        try:
+            paths = json.loads((self.directory / str(step) / "trainable" / "_METADATA").read_text())["tree_metadata"]
+            found = {ast.literal_eval(p)[0] for p in paths}
+        except (OSError, ValueError, KeyError, SyntaxError, IndexError, TypeError):
+            return  # unreadable here: the restore itself reports it
+        wanted = set(trainable_like or {})
+        if wanted and found != wanted:
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory} holds the trainable trees {sorted(found)}, but this run "
+                f"needs {sorted(wanted)}" + (f": its {', '.join(sorted(wanted - found))} is missing" if wanted - found
+                                             else "") + "; nothing was changed")
 
     # -- lifetime ------------------------------------------------------------------------------
 

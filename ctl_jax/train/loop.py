@@ -180,7 +180,8 @@ class CompiledStage:
 
     init: Callable        # jitted (key, frozen) -> {name: fresh trainable tree} (replicated)
     opt_init: Callable    # jitted {name: tree} -> {name: optimizer state} (replicated)
-    step: Callable        # jitted (trainable, opt_state, frozen, arrays, data_key, index) -> (trainable, opt_state, loss)
+    step: Callable        # jitted (trainable, opt_state, frozen, arrays, data_key, index) -> (trainable, opt_state,
+    #                       loss): a scalar, or {"loss": scalar, other named scalars logged beside it}
     opt_state_shape: Callable  # trainable template -> optimizer state template (for restores)
 
 
@@ -281,7 +282,7 @@ def _train(compile_fns, make_feed, frozen, meta, workdir: Path, config: TrainCon
                     now = time.perf_counter()
                     rate = (s - s_window) / max(now - t_window, 1e-9)
                     # steps_per_s of the first interval includes compilation ("elapsed" too).
-                    record = {"step": s, "loss": float(np.mean([v for _, v in window])),
+                    record = {"step": s, **{name: float(np.mean([v[name] for _, v in window])) for name in window[0][1]},
                               "lr": float(schedule(s - 1)), "steps_per_s": rate,
                               "images_per_s": rate * config.batch_size, "time": time.time(),
                               "elapsed": now - t0}
@@ -352,15 +353,17 @@ def optimizer_of(settings: tuple) -> optax.GradientTransformation:
 # -- helpers -----------------------------------------------------------------------------------
 
 def _drain(pending: list, last_saved, ckpt_dir) -> list:
-    """Fetch the pending device losses (one host transfer); FloatingPointError at the first non-finite."""
+    """Fetch the pending device losses (one host transfer) as [(step, {name: value})], a scalar loss
+    being ``{"loss": value}``; FloatingPointError at the first non-finite value."""
     steps = [s for s, _ in pending]
-    values = jax.device_get([v for _, v in pending])
+    values = jax.device_get([v if isinstance(v, dict) else {"loss": v} for _, v in pending])
     pending.clear()
-    for s, v in zip(steps, values):
-        if not np.isfinite(v):
-            raise FloatingPointError(f"non-finite loss ({float(v)}) at step {s}; stopping. " +
-                                     _last_good(last_saved, ckpt_dir))
-    return [(s, float(v)) for s, v in zip(steps, values)]
+    for s, named in zip(steps, values):
+        for name, v in named.items():
+            if not np.isfinite(v):
+                raise FloatingPointError(f"non-finite {name} ({float(v)}) at step {s}; "
+                                         f"stopping. " + _last_good(last_saved, ckpt_dir))
+    return [(s, {name: float(v) for name, v in named.items()}) for s, named in zip(steps, values)]
 
 
 def _last_good(last_saved, ckpt_dir) -> str:

@@ -38,7 +38,8 @@ class RunMeta:
     C) of the network input in training; base: where a tuned run's theta0 came from ({"workdir",
     "step"}, provenance only: the run keeps its own copy); history: resumes that changed training
     settings, oldest first, each ``{"step": steps done before the change, "changes": {name: [old, new]}}``
-    (``ctl_jax.train.loop``); imported: the file a pretrained network came from (None if trained here).
+    (``ctl_jax.train.loop``); imported: the file a pretrained network came from (None if trained here);
+    adversarial: the settings of a GAN stage, whose run also holds a discriminator tree.
     """
 
     network: dict
@@ -52,6 +53,7 @@ class RunMeta:
     kind: str = "ctl_jax"
     history: list = dataclasses.field(default_factory=list)
     imported: str | None = None  # the weights file of a pretrained network (ctl_jax.train.imported)
+    adversarial: dict | None = None  # a GAN stage's settings (ctl_jax.train.gan.Adversarial)
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -106,7 +108,13 @@ def run_templates(meta: RunMeta):
     tuner = make_tuner(meta.tuner)
     theta0 = param_template(model, x) if tuner.stages == 2 else {}
     phi = jax.eval_shape(lambda t, x: tuner.init(jax.random.key(0), t, model, x), theta0, x)
-    return {"params": phi}, ({"theta0": theta0} if tuner.stages == 2 else {})
+    trainable = {"params": phi}
+    if meta.adversarial:
+        from ctl_jax.train.gan import DISCRIMINATOR, Adversarial
+
+        patch = int(meta.config["patch_size"])
+        trainable[DISCRIMINATOR] = Adversarial.from_dict(meta.adversarial).template((1, patch, patch, model.channels))
+    return trainable, ({"theta0": theta0} if tuner.stages == 2 else {})
 
 
 @dataclasses.dataclass(frozen=True)

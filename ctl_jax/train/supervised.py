@@ -58,10 +58,11 @@ class Stage:
                    config.micro_batch_count(input_shape), shared_control,
                    MAX_UNROLLED_EQUATIONS if config.micro_batches == "auto" else None)
 
-    def meta(self, config: TrainConfig, base: dict | None = None) -> dict:
+    def meta(self, config: TrainConfig, base: dict | None = None, adversarial=None) -> dict:
         return RunMeta(network=self.spec.to_dict(), tuner=tuner_to_spec(self.tuner) if self.tuner else None,
                        stage="tune" if self.tuner else "base", task=self.task.to_dict(), target=self.target,
-                       config=config.to_dict(), input_shape=self.input_shape, base=base).to_dict()
+                       config=config.to_dict(), input_shape=self.input_shape, base=base,
+                       adversarial=adversarial.to_dict() if adversarial else None).to_dict()
 
 
 def stage_control(stage: Stage, control: jax.Array) -> Control:
@@ -141,9 +142,17 @@ def _feed(stage: Stage, sampler, config: TrainConfig, batch_sharding):
     return feed
 
 
-def _run(stage: Stage, sampler, frozen: dict, workdir, config: TrainConfig, base: dict | None = None):
-    return train_loop(functools.partial(compile_stage, stage), functools.partial(_feed, stage, sampler, config),
-                      frozen, stage.meta(config, base), workdir, config, normalise_meta)
+def _run(stage: Stage, sampler, frozen: dict, workdir, config: TrainConfig, base: dict | None = None,
+         adversarial=None):
+    if adversarial is None:
+        compile_fns = functools.partial(compile_stage, stage)
+    else:
+        from ctl_jax.train.gan import compile_gan_stage
+
+        target_shape = (1, config.patch_size, config.patch_size, stage.spec.channels)
+        compile_fns = functools.partial(compile_gan_stage, stage, adversarial, target_shape)
+    return train_loop(compile_fns, functools.partial(_feed, stage, sampler, config),
+                      frozen, stage.meta(config, base, adversarial), workdir, config, normalise_meta)
 
 
 def train_base(spec: NetworkSpec, task, sampler, workdir, config: TrainConfig):
@@ -160,15 +169,19 @@ def train_base(spec: NetworkSpec, task, sampler, workdir, config: TrainConfig):
 
 
 def train_tuner(tuner: Tuner | str, task, sampler, workdir, config: TrainConfig, *, base_workdir=None,
-                spec: NetworkSpec | None = None, shared_control: bool = False):
-    """Train a tuner's phi; returns ``{"params": phi}``.
+                spec: NetworkSpec | None = None, shared_control: bool = False, adversarial=None):
+    """Train a tuner's phi; returns ``{"params": phi}`` (and ``"discriminator"`` with ``adversarial``).
 
     Two-stage tuners: on the frozen theta0 of the base run in ``base_workdir`` (its network; ``spec``,
     if given, must match), at level B. The tuned run keeps its own copy of theta0, and a resumed
     run uses that copy, so later changes to the base's folder never affect it.
     One-stage tuners: the network ``spec`` from scratch, over the task's level range.
+    ``adversarial`` (a ``ctl_jax.train.gan.Adversarial``): train phi against a discriminator
+    (two-stage tuners only; ``ctl_jax.train.gan``).
     """
     tuner = make_tuner(tuner)
+    if adversarial is not None and tuner.stages != 2:
+        raise ValueError(f"the adversarial stage tunes a trained base; {tuner.name} trains in one stage")
     if tuner.stages == 1:
         if spec is None:
             raise ValueError(f"{tuner.name} trains in one stage: give the network spec")
@@ -193,7 +206,7 @@ def train_tuner(tuner: Tuner | str, task, sampler, workdir, config: TrainConfig,
         raise ValueError(f"requested network {spec} differs from the base's {source.meta.spec}")
     stage = Stage.of(base_spec, tuner, task, "b", config)
     theta0 = tuner.prepare_base(theta0, param_template(base_spec.build(), jnp.zeros(stage.input_shape)))
-    return _run(stage, sampler, {"theta0": theta0}, workdir, config, base)
+    return _run(stage, sampler, {"theta0": theta0}, workdir, config, base, adversarial)
 
 
 def _note_if_base_moved_on(name: str, base: dict | None, base_workdir) -> None:
