@@ -113,3 +113,24 @@ def test_a_gan_run_without_its_discriminator_says_so(gan_base, tmp_path):
     meta = RunMeta.from_dict({**load_run(tmp_path / "plain").meta.to_dict(), "adversarial": GAN.to_dict()})
     with Checkpointer(tmp_path / "plain") as ckpt, pytest.raises(CheckpointError, match="its discriminator is missing"):
         ckpt.restore(*run_templates(meta))
+
+
+def test_pd_sr_experiment_smoke(tmp_path):
+    """experiments/pd_sr.py end to end on the bundled pictures (one method, a few steps)."""
+    import importlib.util
+    import json
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "pd_sr.py"
+    spec = importlib.util.spec_from_file_location("pd_sr", path)
+    pd_sr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pd_sr)
+    assert pd_sr.main(["--out", str(tmp_path / "pd"), "--preset", "smoke", "--methods", "ftn"]) == 0
+    report = tmp_path / "pd" / "report"
+    data = json.loads((report / "pd_sr.json").read_text())
+    curve = data["results"]["ftn"]["bundled"]
+    assert len(curve["psnr_y"]) == len(pd_sr.ALPHAS) == len(curve["niqe"])
+    assert all(np.isfinite(curve[k]).all() for k in ("psnr_y", "ssim_y", "niqe", "colour"))
+    assert 0 < data["filter_similarity"]["ftn"]["cosine"] <= 1
+    assert (report / "strip_ftn.png").is_file() and (report / "pd_map.png").is_file()
+    assert "| ftn |" in (report / "pd_sr.md").read_text()

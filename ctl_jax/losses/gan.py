@@ -60,7 +60,8 @@ def generator_loss(real_logits, fake_logits, kind: str = "ragan"):
 def _loss_network():
     from ctl_jax.losses.perceptual import random_loss_network
 
-    return random_loss_network(0)
+    with jax.ensure_compile_time_eval():  # concrete weights even when first asked for inside a jitted step
+        return random_loss_network(0)
 
 
 def perceptual_loss(pred, target):

@@ -6,7 +6,7 @@ from ctl_jax.tasks.restoration import Restoration
 
 def make_task(d: dict):
     """{"kind": "restoration", "degradations", "level_a", "level_b", "loss"}, {"kind": "operators", ...}
-    or {"kind": "style", ...} (``ctl_jax.tasks.style``)."""
+    or {"kind": "style", ...} (``ctl_jax.tasks.style``), {"kind": "perceptual_sr", ...}."""
     d = dict(d)
     kind = d.pop("kind", "restoration")
     if kind == "restoration":
@@ -15,8 +15,12 @@ def make_task(d: dict):
         from ctl_jax.tasks.operators import OperatorImitation
 
         return OperatorImitation(**d)
+    if kind == "perceptual_sr":
+        from ctl_jax.tasks.perceptual_sr import PerceptualSR
+
+        return PerceptualSR(**{k: tuple(map(tuple, v)) if k.startswith("loss") else v for k, v in d.items()})
     if kind == "style":
         from ctl_jax.tasks.style import StyleTransfer
 
         return StyleTransfer(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-    raise ValueError(f"unknown task kind {kind!r}; choose 'restoration', 'operators' or 'style'")
+    raise ValueError(f"unknown task kind {kind!r}; choose 'restoration', 'operators', 'style' or 'perceptual_sr'")
