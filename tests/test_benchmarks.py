@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
     ("switch_time.py", ["--sizes", "32x24", "--repeats", "1"], "full / switch"),
     ("sweep_strategies.py", ["--variants", "tiny", "--size", "32", "--alphas", "3", "--levels", "2", "--chunks", "2",
                              "--rounds", "1"], "fastest: "),
-    ("compile_time.py", ["--size", "tiny", "--batch", "4", "--patch", "16", "--stages", "1", "--micro-batches", "1", "2",
+    ("compile_time.py", ["--size", "tiny", "--batch", "4", "--patch", "16", "--stages", "1", "--micro-batches", "1",
                          "--repeats", "1", "--cpu-devices", "1", "2"], "2 dev"),
     ("metrics_dmpix.py", ["--batch", "2", "--size", "32", "--repeats", "1"], "dm-pix / ours"),
 ])
