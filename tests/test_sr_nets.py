@@ -108,3 +108,23 @@ def test_a_constant_map_through_the_upsampler_is_the_global_alpha():
     # the map is given at the input's size; the mixing resizes it to every layer, the up-sampled ones too
     y_map = apply_tuned(model, tuner, theta0, trained, x, Control.per_pixel(jnp.full((6, 7), 0.4)))
     np.testing.assert_allclose(y_map, y_global, rtol=1e-5, atol=1e-5)
+
+
+def test_sr_networks_experiment_smoke(tmp_path):
+    """experiments/sr_networks.py end to end on a bundled picture: trains, scores both inputs."""
+    import importlib.util
+    import json
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "sr_networks.py"
+    spec = importlib.util.spec_from_file_location("sr_networks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", str(tmp_path / "sr"), "--preset", "smoke"]) == 0
+    rows = json.loads((tmp_path / "sr" / "report" / "sr_networks.json").read_text())["rows"]
+    assert {(r["net"], r["input"]) for r in rows} >= {("bicubic up-sampling", "decimated"), ("drn (tiny)", "bicubic")}
+    assert all(np.isfinite(r["psnr"]) for r in rows)
+    # decimation aliases: plain up-sampling of decimated inputs is worse than of bicubic ones
+    reference = {r["input"]: r["psnr"] for r in rows if r["net"] == "bicubic up-sampling"}
+    assert reference["decimated"] < reference["bicubic"]
+    assert (tmp_path / "sr" / "report" / "mismatch_rdn_x2.png").is_file()
