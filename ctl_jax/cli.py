@@ -217,8 +217,11 @@ def cmd_train_ops(args) -> None:
 def cmd_apply(args) -> None:
     """Everything given is checked before the model is loaded or run: the output path, the
     control values, the input image and the alpha map."""
+    import jax
+
     from ctl_jax.data.images import convert_pil, is_grey, open_image, write_image
     from ctl_jax.eval.sweep import quantise
+    from ctl_jax.memory import check_fits
     from ctl_jax.train.runs import load_run
 
     output = _checked_output(args.output, args.overwrite)
@@ -240,7 +243,9 @@ def cmd_apply(args) -> None:
     if alpha_map is not None:
         alpha_map = np.pad(alpha_map, pad, mode="edge")
     control = _control_of(args, model, alpha_map)
-    result = np.asarray(quantise(model(padded[None], control)))[0]
+    forward = jax.jit(lambda x: model(x, control)).lower(padded[None]).compile()  # compiled, not yet run
+    check_fits(forward, h * w, f"the {w}x{h} input")
+    result = np.asarray(quantise(forward(padded[None])))[0]
     scale_h, scale_w = result.shape[0] / padded.shape[0], result.shape[1] / padded.shape[1]
     try:
         write_image(output, result[:round(h * scale_h), :round(w * scale_w)], overwrite=args.overwrite)
@@ -632,7 +637,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError, CheckpointError, WorkdirError, FloatingPointError) as err:
+    except (ValueError, OSError, CheckpointError, WorkdirError, FloatingPointError, MemoryError) as err:
         print(f"ctl-jax: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # training turns Ctrl-C into a message naming its last checkpoint

@@ -128,3 +128,28 @@ def test_sr_networks_experiment_smoke(tmp_path):
     reference = {r["input"]: r["psnr"] for r in rows if r["net"] == "bicubic up-sampling"}
     assert reference["decimated"] < reference["bicubic"]
     assert (tmp_path / "sr" / "report" / "mismatch_rdn_x2.png").is_file()
+
+
+def test_apply_super_resolves_whole_and_refuses_an_input_that_does_not_fit(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    import ctl_jax.memory
+    from ctl_jax.cli import main
+    from ctl_jax.data import PatchSampler
+    from ctl_jax.tasks.perceptual_sr import PerceptualSR
+    from ctl_jax.train.loop import TrainConfig
+    from ctl_jax.train.supervised import train_base
+
+    photos = [np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)]
+    train_base(NetworkSpec("rdn", "tiny", 3, upscale=2), PerceptualSR(2), PatchSampler(photos, 16, 2, seed=0),
+               tmp_path / "sr", TrainConfig(steps=1, batch_size=2, patch_size=16, progress=False))
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(1).random((21, 30, 3)) * 255).astype(np.uint8)).save(photo)
+    args = ["apply", "--model", str(tmp_path / "sr"), "--input", str(photo), "--alpha", "0"]
+    assert main([*args, "--output", str(tmp_path / "out.png")]) == 0
+    assert np.asarray(Image.open(tmp_path / "out.png")).shape == (42, 60, 3)  # x2, any size
+    monkeypatch.setattr(ctl_jax.memory, "free_memory_bytes", lambda device=None: 10_000)
+    assert main([*args, "--output", str(tmp_path / "big.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ctl-jax: error: the 30x21 input needs about") and "megapixels" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "big.png").exists()
