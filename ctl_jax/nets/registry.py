@@ -6,6 +6,7 @@ import dataclasses
 
 from ctl_jax.nets.adafm_net import adafm_net
 from ctl_jax.nets.cfsnet import cfsnet_main
+from ctl_jax.nets.dcgan import dcgan_generator
 from ctl_jax.nets.decouple_net import decouple_net
 from ctl_jax.nets.dncnn import dncnn
 from ctl_jax.nets.drn import drn
@@ -29,6 +30,7 @@ FACTORIES = {
     "rdn": lambda variant, upscale=1, **kw: rdn(variant, upscale=upscale, **kw),
     "rrdb": lambda variant, upscale=1, **kw: rrdb_net(variant, upscale=upscale, **kw),
     "drn": lambda variant, upscale=1, **kw: drn(variant, upscale=upscale, **kw),
+    "dcgan": lambda variant, **kw: dcgan_generator(variant, **kw),  # no variant: "small"; input is noise
 }
 SUPER_RESOLUTION = ("rdn", "rrdb", "drn")
 

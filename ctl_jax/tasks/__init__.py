@@ -19,8 +19,12 @@ def make_task(d: dict):
         from ctl_jax.tasks.perceptual_sr import PerceptualSR
 
         return PerceptualSR(**{k: tuple(map(tuple, v)) if k.startswith("loss") else v for k, v in d.items()})
+    if kind == "generation":
+        from ctl_jax.tasks.generation import Generation
+
+        return Generation(**d)
     if kind == "style":
         from ctl_jax.tasks.style import StyleTransfer
 
         return StyleTransfer(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-    raise ValueError(f"unknown task kind {kind!r}; choose 'restoration', 'operators', 'style' or 'perceptual_sr'")
+    raise ValueError(f"unknown task kind {kind!r}; choose 'restoration', 'operators', 'style', 'perceptual_sr' or 'generation'")

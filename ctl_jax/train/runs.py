@@ -104,17 +104,18 @@ def run_templates(meta: RunMeta):
     model = meta.spec.build()
     x = jax.ShapeDtypeStruct(meta.input_shape, jnp.float32)
     if meta.stage == "base":
-        return {"params": param_template(model, x)}, {}
-    tuner = make_tuner(meta.tuner)
-    theta0 = param_template(model, x) if tuner.stages == 2 else {}
-    phi = jax.eval_shape(lambda t, x: tuner.init(jax.random.key(0), t, model, x), theta0, x)
-    trainable = {"params": phi}
+        trainable, frozen = {"params": param_template(model, x)}, {}
+    else:
+        tuner = make_tuner(meta.tuner)
+        theta0 = param_template(model, x) if tuner.stages == 2 else {}
+        phi = jax.eval_shape(lambda t, x: tuner.init(jax.random.key(0), t, model, x), theta0, x)
+        trainable, frozen = {"params": phi}, ({"theta0": theta0} if tuner.stages == 2 else {})
     if meta.adversarial:
         from ctl_jax.train.gan import DISCRIMINATOR, Adversarial
 
         patch = int(meta.config["patch_size"])
         trainable[DISCRIMINATOR] = Adversarial.from_dict(meta.adversarial).template((1, patch, patch, model.channels))
-    return trainable, ({"theta0": theta0} if tuner.stages == 2 else {})
+    return trainable, frozen
 
 
 @dataclasses.dataclass(frozen=True)

@@ -155,8 +155,9 @@ def _run(stage: Stage, sampler, frozen: dict, workdir, config: TrainConfig, base
                       frozen, stage.meta(config, base, adversarial), workdir, config, normalise_meta)
 
 
-def train_base(spec: NetworkSpec, task, sampler, workdir, config: TrainConfig):
-    """Stage 1: the base network ``spec`` at the task's level A; returns ``{"params": theta0}``.
+def train_base(spec: NetworkSpec, task, sampler, workdir, config: TrainConfig, adversarial=None):
+    """Stage 1: the base network ``spec`` at the task's level A; returns ``{"params": theta0}``
+    (and ``"discriminator"`` with ``adversarial``, a ``ctl_jax.train.gan.Adversarial``: a GAN).
 
     ``sampler.batch(i)`` yields the step's training samples (clean crops (B, P, P, C) float32 in
     [0, 1] for restoration). Resumes from ``workdir``'s latest checkpoint when there is one
@@ -165,7 +166,7 @@ def train_base(spec: NetworkSpec, task, sampler, workdir, config: TrainConfig):
     if spec.adafm_kernel is not None:
         raise ValueError("stage 1 trains the basic network: build the spec without adafm_kernel "
                          "(tuning with method 'adafm' inserts zero-initialised slots)")
-    return _run(Stage.of(spec, None, task, "a", config), sampler, {}, workdir, config)
+    return _run(Stage.of(spec, None, task, "a", config), sampler, {}, workdir, config, adversarial=adversarial)
 
 
 def train_tuner(tuner: Tuner | str, task, sampler, workdir, config: TrainConfig, *, base_workdir=None,

@@ -1,0 +1,60 @@
+"""A DCGAN generator for 28x28 digits (Radford et al. 2016; Dynamic-Net's 3 -> 8 experiment).
+
+(N, 1, 1, latent) noise -> (N, 28, 28, channels) in [0, 1]:
+
+    Dense(7 * 7 * 2f) -> ReLU -> (7, 7, 2f)
+    block_0: ConvTranspose 4x4 stride 2 -> (14, 14, f) -> ReLU
+    block_1: ConvTranspose 4x4 stride 2 -> (28, 28, f/2) -> ReLU
+    out: conv3x3 -> channels, sigmoid
+
+No batch norm (DESIGN.md principle 7). ``block_*`` are the mixing points of Dynamic-Net's tuning
+blocks (``ctl_jax.tuners.feature``); FTN transitions every kernel, the transposed ones included.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch
+
+
+class UpBlock(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.relu(nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME", name="deconv")(x))
+
+
+class DCGANGenerator(nn.Module):
+    latent: int = 64
+    features: int = 64
+    channels: int = 1
+    adafm_kernel: int | None = None  # accepted for the registry's signature; must be None
+
+    @nn.compact
+    def __call__(self, z):
+        check_image_batch(z, self.latent, "DCGANGenerator (noise of shape (N, 1, 1, latent))")
+        check_adafm_kernel(self.adafm_kernel)
+        if self.adafm_kernel is not None or z.shape[1:3] != (1, 1):
+            raise ValueError(f"DCGANGenerator takes noise (N, 1, 1, {self.latent}) and has no AdaFM slots; "
+                             f"got shape {z.shape}")
+        h = nn.relu(nn.Dense(7 * 7 * 2 * self.features, name="project")(z[:, 0, 0]))
+        h = h.reshape(z.shape[0], 7, 7, 2 * self.features)
+        h = UpBlock(self.features, name="block_0")(h)
+        h = UpBlock(self.features // 2, name="block_1")(h)
+        return nn.sigmoid(nn.Conv(self.channels, (3, 3), padding=1, name="out")(h))
+
+
+VARIANTS = {
+    "paper": dict(latent=100, features=128),
+    "small": dict(latent=64, features=64),   # CPU experiments
+    "tiny": dict(latent=8, features=8),      # tests
+}
+
+
+def dcgan_generator(variant: str | None = None, **overrides) -> DCGANGenerator:
+    variant = variant or "small"
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown DCGAN variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    return DCGANGenerator(**{**VARIANTS[variant], **overrides})
