@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import numpy as np
 
 TARGETS = ("a", "b", "range")
 
@@ -34,3 +35,31 @@ def check_target(target: str) -> str:
     if target not in TARGETS:
         raise ValueError(f"a stage trains at target 'a', 'b' or 'range'; got {target!r}")
     return target
+
+
+class LevelIsControl:
+    """For tasks whose level is the control itself (style, perceptual SR, generation): 0 = level A,
+    1 = level B, values in between or beyond are the control. ``ENDPOINT_NAMES`` names 0 and 1 in
+    labels."""
+
+    level_a = (0.0,)
+    level_b = (1.0,)
+    dim = 1
+    ENDPOINT_NAMES = ("level A", "level B")
+
+    def check_levels(self, levels) -> np.ndarray:
+        arr = np.asarray(levels, np.float64).reshape(-1, 1)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{self.name} levels (the control: 0 = {self.ENDPOINT_NAMES[0]}, 1 = "
+                             f"{self.ENDPOINT_NAMES[1]}) must be finite; got {levels}")
+        return arr
+
+    def control_for(self, levels) -> np.ndarray:
+        return np.asarray(levels, np.float64)
+
+    def level_for(self, control) -> np.ndarray:
+        return np.asarray(control, np.float64)
+
+    def label(self, levels) -> str:
+        value = float(np.ravel(levels)[0])
+        return {0.0: self.ENDPOINT_NAMES[0], 1.0: self.ENDPOINT_NAMES[1]}.get(value, f"α={value:g}")

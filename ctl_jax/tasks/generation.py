@@ -16,35 +16,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctl_jax.tasks.base import Batch, check_target
+from ctl_jax.tasks.base import Batch, LevelIsControl, check_target
 
 
 @dataclasses.dataclass(frozen=True)
-class Generation:
+class Generation(LevelIsControl):
     latent: int = 64
     name: str = "generation"
-    level_a = (0.0,)
-    level_b = (1.0,)
     loss = (("l1", 0.0),)
     metrics = ()
-    dim = 1
     on_device = True
 
     @property
     def level_a_signature(self) -> tuple:
         return (self.latent,)
-
-    def check_levels(self, levels) -> np.ndarray:
-        return np.asarray(levels, np.float64).reshape(-1, 1)
-
-    def control_for(self, levels) -> np.ndarray:
-        return np.asarray(levels, np.float64)
-
-    def level_for(self, control) -> np.ndarray:
-        return np.asarray(control, np.float64)
-
-    def label(self, levels) -> str:
-        return f"α={float(np.ravel(levels)[0]):g}"
 
     def input_multiple(self, levels) -> int:
         return 1

@@ -24,23 +24,21 @@ import numpy as np
 
 from ctl_jax.degradations import get_kind
 from ctl_jax.losses import check_terms
-from ctl_jax.tasks.base import Batch, check_target
+from ctl_jax.tasks.base import Batch, LevelIsControl, check_target
 
 DOWNSAMPLERS = ("bicubic_lr", "decimate_lr")
 
 
 @dataclasses.dataclass(frozen=True)
-class PerceptualSR:
+class PerceptualSR(LevelIsControl):
     scale: int = 4
     downsample: str = "bicubic_lr"
     loss_a: tuple = (("l1", 1.0),)
     loss_b: tuple = (("l1", 1e-2), ("perceptual", 1.0))
     name: str = "perceptual_sr"
-    level_a = (0.0,)
-    level_b = (1.0,)
     metrics = ("psnr_y", "ssim_y", "niqe")
-    dim = 1
     on_device = True
+    ENDPOINT_NAMES = ("faithful (L1)", "realistic (GAN)")
 
     def __post_init__(self):
         if self.downsample not in DOWNSAMPLERS:
@@ -65,22 +63,6 @@ class PerceptualSR:
         return get_kind(self.downsample).apply(None, clean, np.full((clean.shape[0],), self.scale, np.float32))
 
     # -- levels and control (the level is the control) -----------------------------------------
-
-    def check_levels(self, levels) -> np.ndarray:
-        arr = np.asarray(levels, np.float64).reshape(-1, 1)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"perceptual-SR levels (the control: 0 = faithful, 1 = realistic) must be finite; got {levels}")
-        return arr
-
-    def control_for(self, levels) -> np.ndarray:
-        return np.asarray(levels, np.float64)
-
-    def level_for(self, control) -> np.ndarray:
-        return np.asarray(control, np.float64)
-
-    def label(self, levels) -> str:
-        value = float(np.ravel(levels)[0])
-        return {0.0: "faithful (L1)", 1.0: "realistic (GAN)"}.get(value, f"α={value:g}")
 
     def input_multiple(self, levels) -> int:
         return self.scale

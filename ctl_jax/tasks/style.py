@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctl_jax.losses.perceptual import content_loss, make_loss_network, style_grams, style_loss, tv_loss
-from ctl_jax.tasks.base import Batch, check_target
+from ctl_jax.tasks.base import Batch, LevelIsControl, check_target
 
 
 @functools.lru_cache(maxsize=4)
@@ -75,7 +75,7 @@ def cached_style_grams(loss_net: str, path: str, size: int, layers: tuple) -> di
 
 
 @dataclasses.dataclass(frozen=True)
-class StyleTransfer:
+class StyleTransfer(LevelIsControl):
     """style_a / style_b: image files (the same file for the objective-strength control);
     style_weight_a / _b: w_A, w_B; loss_net: ``make_loss_network`` spec ("random", "vgg19:PATH");
     content_layers / style_layers: default the loss network's."""
@@ -91,12 +91,10 @@ class StyleTransfer:
     content_layers: tuple = ()
     style_layers: tuple = ()
     name: str = "style"
-    level_a = (0.0,)
-    level_b = (1.0,)
     metrics = ("content", "style_a", "style_b")
     loss = (("perceptual", 1.0),)
-    dim = 1
     on_device = True
+    ENDPOINT_NAMES = ("style A", "style B")
 
     def __post_init__(self):
         net = cached_loss_network(self.loss_net)
@@ -161,22 +159,6 @@ class StyleTransfer:
                 self.style_size, self.content_layers, self.style_layers)
 
     # -- levels and control (the level is the control) -----------------------------------------
-
-    def check_levels(self, levels) -> np.ndarray:
-        arr = np.asarray(levels, np.float64).reshape(-1, 1)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"style levels (the control: 0 = style A, 1 = style B) must be finite; got {levels}")
-        return arr
-
-    def control_for(self, levels) -> np.ndarray:
-        return np.asarray(levels, np.float64)
-
-    def level_for(self, control) -> np.ndarray:
-        return np.asarray(control, np.float64)
-
-    def label(self, levels) -> str:
-        value = float(np.ravel(levels)[0])
-        return {0.0: "style A", 1.0: "style B"}.get(value, f"α={value:g}")
 
     def input_multiple(self, levels) -> int:
         return 4
