@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--images", nargs="+", default=list(IMAGES), help="Set14 image names")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     out = pathlib.Path(args.out)
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
                                                   np.zeros((1, 1, 1, 1), np.float32))[0]).clip(0, 1)
     rows, shown = [], {}
     c = args.crop
-    for name in IMAGES:
+    for name in args.images:
         image = read_image(SHARED / "test" / "set14" / f"{name}.png", 3)
         h, w = image.shape[:2]
         hr = image[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
                 for kind in ("free", "deep_linear") if proxy == "SR network" else ("free",):
                     found = estimate_kernel(lr, sr, scale, model=kind, steps=args.steps)
                     rows.append((name, kname, proxy, kind, kernel_error(found.kernel, truth)))
-                    if name == IMAGES[0]:
+                    if name == args.images[0]:
                         shown[(kname, "true")] = truth
                         shown[(kname, f"{proxy}, {kind}")] = found.kernel
     photo = read_image(SHARED / "style" / "content" / "chicago.jpg", 3)
@@ -105,9 +106,10 @@ def main(argv=None) -> int:
     isotropic = np.mean([kernel_error(gaussian_kernel(13, 1.5), gaussian_kernel(13, *v)) for v in KERNELS.values()])
     write_text_atomic(out / "kernels.md", "\n".join([
         "# Kernel estimation through a frozen SR network", "",
-        f"`python experiments/kernel_estimation.py --sr {args.sr} --out {args.out} --steps {args.steps}`: "
+        f"`python experiments/kernel_estimation.py --sr {args.sr} --out {args.out} --steps {args.steps} "
+        f"--images {' '.join(args.images)}`: "
         f"{time.perf_counter() - start:.0f} s", "",
-        f"{len(IMAGES)} Set14 centre crops of {c}x{c}, x{scale}, kernels {', '.join(KERNELS)} (13x13); "
+        f"{len(args.images)} Set14 centre crops ({', '.join(args.images)}) of {c}x{c}, x{scale}, kernels {', '.join(KERNELS)} (13x13); "
         f"{args.steps} Adam steps per estimate. For scale: a fixed isotropic guess (std 1.5) has error "
         f"{isotropic:.3f}.", "", *table, "", "Kernels: `kernels.png` (first image; bottom left: the real photo's).", ""]))
     print(out / "kernels.md")
