@@ -74,6 +74,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    parser.add_argument("--scales", nargs="+", type=int, help="a subset of the preset's scales")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     preset, out = PRESETS[args.preset], pathlib.Path(args.out)
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     rows, timings = [], {}
-    for scale in preset["scales"]:
+    for scale in args.scales or preset["scales"]:
         sets = _test_sets(preset, scale)
         for set_name, images in sets.items():  # plain bicubic up-sampling, the reference row
             for kind in ("bicubic", "decimated"):
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
                          f"{r['ssim']:.3f} / {d['ssim']:.3f} |")
     write_text_atomic(report / "sr_networks.md", "\n".join([
         "# SR networks and the degradation mismatch", "",
-        f"`python experiments/sr_networks.py --out {args.out} --preset {args.preset}`: {time.perf_counter() - start:.0f} s "
+        f"`python experiments/sr_networks.py --out {args.out} --preset {args.preset}"
+        f"{' --scales ' + ' '.join(map(str, args.scales)) if args.scales else ''}`: {time.perf_counter() - start:.0f} s "
         f"(training {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}; trained runs are reused)", "",
         f"{config.steps} steps of L1, batch {config.batch_size} of {config.patch_size}-pixel HR crops, lr {config.lr:g}.", "",
         *lines, ""]))
