@@ -102,8 +102,8 @@ def main(argv=None) -> int:
     fig.tight_layout()
     fig.savefig(out / "fractions.png", dpi=110)
     plt.close(fig)
-    (out / "digits.json").write_text(json.dumps({"alphas": ALPHAS, "fractions": fractions,
-                                                 "classifier_accuracy": classifier.accuracy}, indent=1))
+    write_text_atomic(out / "digits.json", json.dumps({"alphas": ALPHAS, "fractions": fractions,
+                                                       "classifier_accuracy": classifier.accuracy}, indent=1))
     lines = ["| method | " + " | ".join(f"α={a:g}" for a in ALPHAS) + " |", "|---|" + "---|" * len(ALPHAS)]
     for name, f in fractions.items():
         lines.append(f"| {name} | " + " | ".join(f"{t:.2f} / {e:.2f}" for t, e in zip(f["3"], f["8"])) + " |")

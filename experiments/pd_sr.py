@@ -42,7 +42,7 @@ from ctl_jax.eval.filters import filter_similarity  # noqa: E402
 from ctl_jax.eval.metrics import psnr, ssim  # noqa: E402
 from ctl_jax.eval.niqe import niqe  # noqa: E402
 from ctl_jax.eval.plots import image_strip  # noqa: E402
-from ctl_jax.eval.sweep import compiled_forward, crop_to_multiple, quantise  # noqa: E402
+from ctl_jax.eval.sweep import crop_to_multiple, outputs_over_controls, quantise  # noqa: E402
 from ctl_jax.files import write_text_atomic  # noqa: E402
 from ctl_jax.nets.registry import NetworkSpec  # noqa: E402
 from ctl_jax.tasks.perceptual_sr import PerceptualSR  # noqa: E402
@@ -86,11 +86,9 @@ def _colour_shift(output: np.ndarray, target: np.ndarray) -> float:
 def evaluate(model, images, scale: int) -> dict:
     """{"psnr_y", "ssim_y", "niqe", "colour"}: (len(ALPHAS),) means over ``images``."""
     rows = {k: np.zeros((len(ALPHAS), len(images))) for k in ("psnr_y", "ssim_y", "niqe", "colour")}
-    forward = compiled_forward(model)  # one compile per image size; alpha is an array, never retraced
     for i, (_, clean) in enumerate(images):
-        lr = model.task.eval_input(clean, 0.0)[None]
-        for k, alpha in enumerate(ALPHAS):
-            y = np.asarray(quantise(forward(model.theta0, model.phi, lr, np.full((1, 1, 1, 1), alpha, np.float32)))[0])
+        outputs = outputs_over_controls(model, model.task.eval_input(clean, 0.0), ALPHAS)
+        for k, y in enumerate(outputs):
             rows["psnr_y"][k, i] = float(psnr(y, clean, border=scale, y_channel=True))
             rows["ssim_y"][k, i] = float(ssim(y, clean, border=scale, y_channel=True))
             rows["niqe"][k, i] = niqe(y, border=scale)
@@ -174,28 +172,24 @@ def main(argv=None) -> int:
     report.mkdir(parents=True, exist_ok=True)
     sets = _test_sets(preset, task.scale)
     results, similarity = {}, {}
+    first_set = next(iter(sets))
+    name, clean = sets[first_set][0]
+    lr = task.eval_input(clean, 0.0)
+    strip_alphas = (0.0, 0.25, 0.5, 0.75, 1.0)
     for m in args.methods:
         model = load_run(out / m)
-        results[m] = {name: evaluate(model, images, task.scale) for name, images in sets.items()}
+        results[m] = {set_name: evaluate(model, images, task.scale) for set_name, images in sets.items()}
         if m in PARAMETER_METHODS:
             theta1 = model.tuner.endpoint(model.phi, model.theta0)
             similarity[m] = {k: float(v) for k, v in filter_similarity(model.theta0, theta1).items()}
-    first_set = next(iter(sets))
-    name, clean = sets[first_set][0]
-    lr = task.eval_input(clean, 0.0)[None]
-    for m in args.methods:
-        model = load_run(out / m)
-        strip_alphas = (0.0, 0.25, 0.5, 0.75, 1.0)
-        forward = compiled_forward(model)
-        image_strip([np.asarray(quantise(forward(model.theta0, model.phi, lr, np.full((1, 1, 1, 1), a, np.float32)))[0])
-                     for a in strip_alphas], strip_alphas,
+        image_strip(list(outputs_over_controls(model, lr, strip_alphas)), strip_alphas,
                     report / f"strip_{m}.png", clean=clean, title=f"{m}: {name} x4, faithful (α=0) to realistic (α=1)")
-    if "ftn" in args.methods:
-        model = load_run(out / "ftn")
-        ramp = np.broadcast_to(np.linspace(0, 1, lr.shape[2], dtype=np.float32)[None, :], lr.shape[1:3])
-        write_image(report / "pd_map.png", np.asarray(quantise(model(lr, Control.per_pixel(ramp)))[0]), overwrite=True)
+        if m == "ftn":  # the pixel-adaptive PD map: faithful on the left, realistic on the right
+            ramp = np.broadcast_to(np.linspace(0, 1, lr.shape[1], dtype=np.float32)[None, :], lr.shape[:2])
+            write_image(report / "pd_map.png", np.asarray(quantise(model(lr[None], Control.per_pixel(ramp)))[0]),
+                        overwrite=True)
     plots = _plots(results, first_set, report) if len(args.methods) == len(METHODS) else []
-    (report / "pd_sr.json").write_text(json.dumps(
+    write_text_atomic(report / "pd_sr.json", json.dumps(
         {"alphas": ALPHAS, "results": {m: {s: {k: v.tolist() for k, v in r.items()} for s, r in by.items()}
                                        for m, by in results.items()}, "filter_similarity": similarity}, indent=1))
     sim_lines = ["| method | kernel MAE (stage 1 vs 2) | filter cosine |", "|---|---|---|"] + [

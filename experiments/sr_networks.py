@@ -34,7 +34,7 @@ from ctl_jax.data import PatchSampler, bundled_images, iter_folder, load_folder 
 from ctl_jax.degradations.bicubic import imresize  # noqa: E402
 from ctl_jax.eval.metrics import psnr, ssim  # noqa: E402
 from ctl_jax.eval.plots import image_strip  # noqa: E402
-from ctl_jax.eval.sweep import compiled_forward, crop_to_multiple, quantise  # noqa: E402
+from ctl_jax.eval.sweep import crop_to_multiple, outputs_over_controls, quantise  # noqa: E402
 from ctl_jax.files import write_text_atomic  # noqa: E402
 from ctl_jax.nets.registry import NetworkSpec  # noqa: E402
 from ctl_jax.tasks.perceptual_sr import PerceptualSR  # noqa: E402
@@ -100,8 +100,7 @@ def main(argv=None) -> int:
                        workdir, config)
             timings[workdir.name] = time.perf_counter() - t0
             model = load_run(workdir)
-            forward = compiled_forward(model)
-            run = lambda x: forward(model.theta0, model.phi, x, np.zeros((1, 1, 1, 1), np.float32))
+            run = lambda x: outputs_over_controls(model, x[0], [0.0])  # (1, H, W, C), 8-bit values
             for set_name, images in sets.items():
                 for kind in ("bicubic", "decimated"):
                     values = [_scores(run(_inputs(c, scale)[kind]), c, scale) for _, c in images]
@@ -111,11 +110,11 @@ def main(argv=None) -> int:
             name, clean = sets[next(iter(sets))][-1]
             x = _inputs(clean, scale)
             panels = [np.asarray(quantise(imresize(x[k], clean.shape[:2])))[0] for k in ("bicubic", "decimated")]
-            panels += [np.asarray(quantise(run(x[k])))[0] for k in ("bicubic", "decimated")]
+            panels += [run(x[k])[0] for k in ("bicubic", "decimated")]
             image_strip(panels, [0, 1, 2, 3], report / f"mismatch_{net}_x{scale}.png", clean=clean,
                         labels=["bicubic input (upsampled)", "decimated input (upsampled)", f"{net} on bicubic",
                                 f"{net} on decimated"], title=f"{name} x{scale}: trained on bicubic inputs")
-    (report / "sr_networks.json").write_text(json.dumps({"rows": rows, "train_seconds": timings}, indent=1))
+    write_text_atomic(report / "sr_networks.json", json.dumps({"rows": rows, "train_seconds": timings}, indent=1))
     lines = ["| network | scale | set | PSNR-Y bicubic input | PSNR-Y decimated input | SSIM-Y bicubic / decimated |",
              "|---|---|---|---|---|---|"]
     keyed = {(r["net"], r["scale"], r["set"], r["input"]): r for r in rows}

@@ -350,8 +350,9 @@ def sweep(model, images: Sequence[np.ndarray], levels, controls, *, seed: int = 
 
 
 def outputs_over_controls(model, x, controls) -> np.ndarray:
-    """The 8-bit outputs for one input (H, W, C) at each control (K,) or (K, D): (K, H', W', C') float32."""
-    forward = jax.jit(forward_fn(model))
+    """The 8-bit outputs for one input (H, W, C) at each control (K,) or (K, D): (K, H', W', C') float32.
+    Compiled once per model and input size (:func:`compiled_forward`)."""
+    forward = compiled_forward(model)
     controls = check_controls(controls, model.control_dim)
     xb = jnp.asarray(x, jnp.float32)[None]
     return np.stack([np.asarray(quantise(forward(model.theta0, model.phi, xb, jnp.asarray(c).reshape(1, 1, 1, -1)))[0])
