@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch
+from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, from_variants
 
 
 class UpBlock(nn.Module):
@@ -54,7 +54,4 @@ VARIANTS = {
 
 
 def dcgan_generator(variant: str | None = None, **overrides) -> DCGANGenerator:
-    variant = variant or "small"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown DCGAN variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    return DCGANGenerator(**{**VARIANTS[variant], **overrides})
+    return from_variants(DCGANGenerator, VARIANTS, variant or "small", "DCGAN", **overrides)

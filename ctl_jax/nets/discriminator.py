@@ -15,7 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ctl_jax.nets.layers import check_image_batch
+from ctl_jax.nets.layers import check_image_batch, from_variants, lrelu
 
 
 class VGGDiscriminator(nn.Module):
@@ -32,9 +32,9 @@ class VGGDiscriminator(nn.Module):
         h = x
         for s in range(self.stages):
             width = self.features * min(2 ** s, 8)
-            h = nn.leaky_relu(nn.Conv(width, (3, 3), padding=1, name=f"conv_{s}_0")(h), 0.2)
-            h = nn.leaky_relu(nn.Conv(width, (4, 4), strides=2, padding=1, name=f"conv_{s}_1")(h), 0.2)
-        h = nn.leaky_relu(nn.Dense(100, name="dense_0")(jnp.mean(h, axis=(1, 2))), 0.2)
+            h = lrelu(nn.Conv(width, (3, 3), padding=1, name=f"conv_{s}_0")(h))
+            h = lrelu(nn.Conv(width, (4, 4), strides=2, padding=1, name=f"conv_{s}_1")(h))
+        h = lrelu(nn.Dense(100, name="dense_0")(jnp.mean(h, axis=(1, 2))))
         return nn.Dense(1, name="dense_1")(h)[:, 0]
 
 
@@ -46,7 +46,4 @@ VARIANTS = {
 
 
 def vgg_discriminator(variant: str | None = None, **overrides) -> VGGDiscriminator:
-    variant = variant or "paper"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown discriminator variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    return VGGDiscriminator(**{**VARIANTS[variant], **overrides})
+    return from_variants(VGGDiscriminator, VARIANTS, variant or "paper", "discriminator", **overrides)

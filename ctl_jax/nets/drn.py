@@ -26,17 +26,11 @@ import jax.numpy as jnp
 
 from ctl_jax.degradations.bicubic import imresize
 from ctl_jax.losses import l1_loss
-from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, check_upscale, pixel_shuffle
+from ctl_jax.nets.layers import (check_adafm_kernel, check_image_batch, check_upscale, from_variants, lrelu,
+                                 pixel_shuffle)
+from ctl_jax.nets.layers import same_conv as conv
 
 DUAL_WEIGHT = 0.1
-
-
-def conv(features: int, k: int = 3, stride: int = 1, name: str | None = None) -> nn.Conv:
-    return nn.Conv(features, (k, k), strides=stride, padding=k // 2, name=name)
-
-
-def lrelu(x):
-    return nn.leaky_relu(x, 0.2)
 
 
 class RCAB(nn.Module):
@@ -111,10 +105,7 @@ VARIANTS = {
 
 def drn(variant: str | None = None, **overrides) -> DRN:
     """DRN from the ``VARIANTS`` table ("paper" when None), with keyword overrides."""
-    variant = variant or "paper"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown DRN variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    return DRN(**{**VARIANTS[variant], **overrides})
+    return from_variants(DRN, VARIANTS, variant or "paper", "DRN", **overrides)
 
 
 def dual_regression_loss(primal: DRN, dual: DualRegression, params: dict, lr, hr,

@@ -150,6 +150,23 @@ def pixel_shuffle(x, scale: int):
     return einops.rearrange(x, "n h w (c i j) -> n (h i) (w j) c", i=scale, j=scale)
 
 
+def same_conv(features: int, kernel: int = 3, stride: int = 1, name: str | None = None) -> nn.Conv:
+    """A k x k convolution padded by k // 2 (the output keeps the input's size at stride 1)."""
+    return nn.Conv(features, (kernel, kernel), strides=stride, padding=kernel // 2, name=name)
+
+
+def lrelu(x):
+    """LeakyReLU with slope 0.2 (ESRGAN, DRN, the discriminators)."""
+    return nn.leaky_relu(x, 0.2)
+
+
+def from_variants(cls, variants: dict, variant: str, family: str, **overrides):
+    """``cls(**variants[variant], **overrides)``; a ValueError naming the known variants otherwise."""
+    if variant not in variants:
+        raise ValueError(f"unknown {family} variant {variant!r}; choose one of {sorted(variants)}")
+    return cls(**{**variants[variant], **overrides})
+
+
 def check_upscale(upscale: int, network: str, allowed=(2, 3, 4)) -> int:
     """``upscale`` if the network can be built for it, else a ValueError naming the scales it supports."""
     if upscale not in allowed:

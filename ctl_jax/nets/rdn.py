@@ -20,11 +20,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ctl_jax.nets.layers import (PixelShuffleUpsampler, check_adafm_kernel, check_image_batch, check_upscale,
-                                 modulate)
-
-
-def conv(features: int, k: int = 3, name: str | None = None) -> nn.Conv:
-    return nn.Conv(features, (k, k), padding=k // 2, name=name)
+                                 from_variants, modulate)
+from ctl_jax.nets.layers import same_conv as conv
 
 
 class ResidualDenseBlock(nn.Module):
@@ -80,7 +77,4 @@ VARIANTS = {
 
 def rdn(variant: str | None = None, **overrides) -> RDN:
     """RDN from the ``VARIANTS`` table ("paper" when None), with keyword overrides (upscale, channels, ...)."""
-    variant = variant or "paper"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown RDN variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    return RDN(**{**VARIANTS[variant], **overrides})
+    return from_variants(RDN, VARIANTS, variant or "paper", "RDN", **overrides)

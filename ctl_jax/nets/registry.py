@@ -59,7 +59,8 @@ class NetworkSpec:
     def input_multiple(self) -> int:
         """Input heights and widths must be multiples of this: 4 for Transform-Net (two stride-2
         convs), 1 for the super-resolution AdaFM-Net, 2 for the others (stride-2 bodies, FFDNet's
-        pixel unshuffle), 1 for the other super-resolution networks. ``ctl-jax apply`` pads to it and crops back."""
+        pixel unshuffle), 1 for the other super-resolution networks. ``ctl-jax apply`` pads to it
+        and crops back."""
         if self.name == "transform_net":
             return 4
         return 1 if self.upscale != 1 or self.name in SUPER_RESOLUTION else 2

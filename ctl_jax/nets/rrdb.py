@@ -19,17 +19,10 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, check_upscale, modulate
+from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, check_upscale, from_variants, lrelu, modulate
+from ctl_jax.nets.layers import same_conv as conv
 
 RESIDUAL_SCALE = 0.2
-
-
-def lrelu(x):
-    return nn.leaky_relu(x, 0.2)
-
-
-def conv(features: int, name: str) -> nn.Conv:
-    return nn.Conv(features, (3, 3), padding=1, name=name)
 
 
 class DenseBlock5(nn.Module):
@@ -42,9 +35,9 @@ class DenseBlock5(nn.Module):
     def __call__(self, x):
         features = [x]
         for i in range(4):
-            h = conv(self.growth, f"conv_{i}")(jnp.concatenate(features, axis=-1))
+            h = conv(self.growth, name=f"conv_{i}")(jnp.concatenate(features, axis=-1))
             features.append(lrelu(modulate(h, self.adafm_kernel, f"conv_{i}")))
-        return x + RESIDUAL_SCALE * conv(x.shape[-1], "conv_4")(jnp.concatenate(features, axis=-1))
+        return x + RESIDUAL_SCALE * conv(x.shape[-1], name="conv_4")(jnp.concatenate(features, axis=-1))
 
 
 class RRDBBlock(nn.Module):
@@ -76,15 +69,15 @@ class RRDBNet(nn.Module):
         check_image_batch(x, self.channels, "RRDBNet")
         check_upscale(self.upscale, "RRDBNet", (2, 4))
         check_adafm_kernel(self.adafm_kernel)
-        fea = conv(self.features, "conv_first")(x)
+        fea = conv(self.features, name="conv_first")(x)
         h = fea
         for b in range(self.blocks):
             h = RRDBBlock(self.growth, self.adafm_kernel, name=f"rrdb_{b}")(h)
-        h = fea + conv(self.features, "trunk_conv")(h)
+        h = fea + conv(self.features, name="trunk_conv")(h)
         for i in range(self.upscale.bit_length() - 1):
             h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
-            h = lrelu(conv(self.features, f"up_conv_{i}")(h))
-        return conv(self.channels, "conv_last")(lrelu(conv(self.features, "hr_conv")(h)))
+            h = lrelu(conv(self.features, name=f"up_conv_{i}")(h))
+        return conv(self.channels, name="conv_last")(lrelu(conv(self.features, name="hr_conv")(h)))
 
 
 VARIANTS = {
@@ -96,7 +89,4 @@ VARIANTS = {
 
 def rrdb_net(variant: str | None = None, **overrides) -> RRDBNet:
     """RRDBNet from the ``VARIANTS`` table ("paper" when None), with keyword overrides."""
-    variant = variant or "paper"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown RRDBNet variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    return RRDBNet(**{**VARIANTS[variant], **overrides})
+    return from_variants(RRDBNet, VARIANTS, variant or "paper", "RRDBNet", **overrides)
