@@ -18,6 +18,7 @@ Image optimisation (the image is what is trained; no model folder):
 
     ctl-jax stylize --content photo.jpg --style starry_night.jpg --alphas 0.25 0.5 0.75 --out styled.png
     ctl-jax dream --image photo.jpg --layer relu3_1 --out dream.png
+    ctl-jax adain --model runs/adain/decoder --content photo.jpg --style wave.jpg --alpha 0.7 --out adain.png
 
 Configs are Python files whose ``get_config(preset)`` returns a dict (``experiments/``); pick a
 preset with ``--config file.py:preset`` and override any value with ``--set stage1.steps=100``.
@@ -438,6 +439,42 @@ def cmd_stylize(args) -> None:
         print(path)
 
 
+def cmd_adain(args) -> None:
+    """Outputs, alphas and weights are checked first; then the model, the images, and the styling."""
+    from ctl_jax.classical.adain import load_adain
+    from ctl_jax.classical.gatys import style_mix_weights
+    from ctl_jax.data.images import write_image
+    from ctl_jax.eval.sweep import crop_to_multiple
+
+    alphas = args.alphas if args.alphas is not None else [args.alpha]
+    bad = [a for a in alphas if not 0.0 <= a <= 1.0]
+    if bad:
+        raise ValueError(f"alpha must lie in [0, 1] (0 the content reconstructed, 1 full style); got {bad}")
+    if len(set(alphas)) != len(alphas):
+        raise ValueError(f"--alphas holds a value twice: {alphas}")
+    style_mix_weights(len(args.style), args.style_weights)
+    _check_positive("--size", args.size)
+    out = pathlib.Path(args.out)
+    if args.alphas is None:
+        outputs = [_checked_output(args.out, args.overwrite)]
+    else:
+        names = [f"{out.stem}_alpha{a:g}{out.suffix}" for a in alphas] + [f"{out.stem}_strip{out.suffix}"]
+        outputs = [_checked_output(str(out.with_name(name)), args.overwrite) for name in names]
+    model = load_adain(args.model)
+    content = _optimisation_input(args.content, "content image", args.size)
+    cropped = crop_to_multiple(content, model.multiple)
+    if cropped.shape != content.shape:
+        print(f"note: the content image is cropped from {content.shape[1]}x{content.shape[0]} to "
+              f"{cropped.shape[1]}x{cropped.shape[0]} (sides must be multiples of {model.multiple})", file=sys.stderr)
+    styles = [_optimisation_input(path, "style image", args.size) for path in args.style]
+    results = [model.stylise(cropped, styles, weights=args.style_weights, alpha=a) for a in alphas]
+    if args.alphas is not None:
+        results.append(_strip([cropped] + results + styles))
+    for path, image in zip(outputs, results):
+        write_image(path, image, overwrite=args.overwrite)
+        print(path)
+
+
 def cmd_dream(args) -> None:
     """The output path, the numbers, the image and the layer are checked before any step runs."""
     from ctl_jax.classical.deep_dream import check_layer, dream
@@ -609,6 +646,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output image (.png, .jpg, .bmp, .tif); its folder must exist")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_stylize)
+
+    p = sub.add_parser("adain", help="AdaIN: arbitrary style transfer with a trained decoder (one forward pass)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Gives the content image's encoder features the channel statistics of the "
+                                   "style images and decodes them (ctl_jax.classical.adain; train a decoder with "
+                                   "experiments/adain.py). alpha: 0 the content, 1 the full style.")
+    p.add_argument("--model", required=True, help="an AdaIN decoder run folder (experiments/adain.py: OUT/decoder)")
+    p.add_argument("--content", required=True, help="content image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
+    p.add_argument("--style", required=True, action="append", help="style image (repeat to interpolate styles)")
+    p.add_argument("--style-weights", type=float, nargs="+", metavar="W",
+                   help="one weight per --style, normalised to sum to 1 (default: equal)")
+    alpha = p.add_mutually_exclusive_group()
+    alpha.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off in [0, 1]")
+    alpha.add_argument("--alphas", type=float, nargs="+", metavar="A",
+                       help="several alphas: writes OUT_alpha<A> per value and OUT_strip (content, results, styles)")
+    p.add_argument("--size", type=int, default=512, help="resize every image so its longer side has this many pixels")
+    p.add_argument("--out", required=True, help="output image (.png, .jpg, .bmp, .tif); its folder must exist")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_adain)
 
     p = sub.add_parser("dream", help="Deep Dream: amplify what one loss-network layer sees in an image",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -1,12 +1,15 @@
 """Degradation-kernel estimation through a frozen SR network (seed 004, Q11).
 
-    python experiments/kernel_estimation.py --sr runs/sr_networks/rdn_x2 --out runs/kernel_estimation
+    python experiments/kernel_estimation.py --sr runs/sr_networks/rdn_x2 --blind-sr runs/sr_blind_rdn_x2 \
+        --out runs/kernel_estimation
 
 Synthetic: 96x96 crops of Set14 images blurred by known anisotropic Gaussian kernels and decimated
 by 2 (``blur_decimate``); the kernel is estimated (``ctl_jax.classical.kernel_estimation``) from the LR
-image and an HR stand-in: the true HR crop (oracle), the frozen SR network's output, and plain bicubic
-up-sampling; free kernels and KernelGAN's deep linear generator. Real: a photo crop taken as the LR
-image, the network's output as HR. OUT gets ``kernels.md`` (relative L2 kernel errors, command, wall
+image and an HR stand-in: the true HR crop (oracle), each frozen SR network's output, and plain
+bicubic up-sampling; free kernels and KernelGAN's deep linear generator. ``--blind-sr DIR`` trains
+(or reuses) a blind SR network in DIR, RDN-small x2 with ``sr_networks.py``'s recipe on
+``gaussian_blur_lr`` inputs (a random 13x13 anisotropic Gaussian per crop, then decimation), and adds it
+to the ``--sr`` networks. Real: a photo crop taken as the LR image, the last network's output as HR. OUT gets ``kernels.md`` (relative L2 kernel errors, command, wall
 time) and ``kernels.png`` (true and estimated kernels).
 """
 
@@ -37,9 +40,35 @@ KERNELS = {"gauss(2.0, 1.0, 30°)": (2.0, 1.0, np.pi / 6), "gauss(1.2, 1.2)": (1
 IMAGES = ("baboon", "zebra", "lenna", "monarch")
 
 
+def train_blind_sr(workdir: pathlib.Path) -> pathlib.Path:
+    """RDN-small x2 trained (or reused) in ``workdir`` on randomly blurred, decimated BSDS400 crops."""
+    from ctl_jax.data import PatchSampler, load_folder
+    from ctl_jax.nets.registry import NetworkSpec
+    from ctl_jax.tasks.perceptual_sr import PerceptualSR
+    from ctl_jax.train.loop import TrainConfig
+    from ctl_jax.train.supervised import train_base
+    from experiments.sr_networks import PRESETS
+
+    preset = PRESETS["cpu"]
+    photos = load_folder(SHARED / "train" / "bsds400", 3, min_size=preset["patch"])
+    train_base(NetworkSpec("rdn", preset["variant"], 3, upscale=2), PerceptualSR(2, "gaussian_blur_lr"),
+               PatchSampler(photos, preset["patch"], preset["batch"], seed=0), workdir,
+               TrainConfig(**preset["train"], batch_size=preset["batch"], patch_size=preset["patch"], log_every=50,
+                           ckpt_every=500, seed=0))
+    return workdir
+
+
+def _super_resolver(run: str):
+    model = load_run(run)
+    forward = compiled_forward(model)
+    return model.meta.spec.upscale, lambda lr: np.asarray(forward(model.theta0, model.phi, jnp.asarray(lr)[None],
+                                                                   np.zeros((1, 1, 1, 1), np.float32))[0]).clip(0, 1)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sr", required=True, help="a trained x2 SR run folder (experiments/sr_networks.py)")
+    parser.add_argument("--sr", nargs="+", default=[], help="trained x2 SR run folders (experiments/sr_networks.py)")
+    parser.add_argument("--blind-sr", help="train (or reuse) a blind x2 RDN here and add it to --sr")
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--crop", type=int, default=96)
@@ -48,11 +77,16 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_run(args.sr)
-    scale = model.meta.spec.upscale
-    forward = compiled_forward(model)
-    super_resolve = lambda lr: np.asarray(forward(model.theta0, model.phi, jnp.asarray(lr)[None],
-                                                  np.zeros((1, 1, 1, 1), np.float32))[0]).clip(0, 1)
+    runs = list(args.sr) + ([str(train_blind_sr(pathlib.Path(args.blind_sr)))] if args.blind_sr else [])
+    if not runs:
+        parser.error("give at least one SR network: --sr RUN and/or --blind-sr DIR")
+    networks = {}
+    for run in runs:
+        scale, networks[f"SR {pathlib.Path(run).name}"] = _super_resolver(run)
+        if scale != 2:
+            parser.error(f"{run} is a x{scale} network; the synthetic kernels are set up for x2")
+    stand_ins = [("oracle HR", "free")] + [(n, k) for n in networks for k in ("free", "deep_linear")] \
+        + [("bicubic up-sampling", "free")]
     rows, shown = [], {}
     c = args.crop
     for name in args.images:
@@ -60,35 +94,35 @@ def main(argv=None) -> int:
         h, w = image.shape[:2]
         hr = image[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
         for kname, (sx, sy, angle) in KERNELS.items():
-            truth = gaussian_kernel(13, sx, sy, angle)
-            lr = np.asarray(blur_decimate(jnp.asarray(hr)[None], truth, scale)[0])
-            proxies = {"oracle HR": hr, "SR network": super_resolve(lr),
+            truth = np.asarray(gaussian_kernel(13, sx, sy, angle))
+            lr = np.asarray(blur_decimate(jnp.asarray(hr)[None], truth, 2)[0])
+            proxies = {"oracle HR": hr, **{n: f(lr) for n, f in networks.items()},
                        "bicubic up-sampling": np.asarray(imresize(jnp.asarray(lr)[None], hr.shape[:2])[0])}
-            for proxy, sr in proxies.items():
-                for kind in ("free", "deep_linear") if proxy == "SR network" else ("free",):
-                    found = estimate_kernel(lr, sr, scale, model=kind, steps=args.steps)
-                    rows.append((name, kname, proxy, kind, kernel_error(found.kernel, truth)))
-                    if name == args.images[0]:
-                        shown[(kname, "true")] = truth
-                        shown[(kname, f"{proxy}, {kind}")] = found.kernel
+            for proxy, kind in stand_ins:
+                found = estimate_kernel(lr, proxies[proxy], 2, model=kind, steps=args.steps)
+                rows.append((name, kname, proxy, kind, kernel_error(found.kernel, truth)))
+                if name == args.images[0]:
+                    shown[(kname, "true")] = truth
+                    shown[(kname, f"{proxy}, {kind}")] = found.kernel
     photo = read_image(SHARED / "style" / "content" / "chicago.jpg", 3)
     h, w = photo.shape[:2]
     lr_real = photo[h // 2 - 48:h // 2 + 48, w // 2 - 48:w // 2 + 48]
-    real = estimate_kernel(lr_real, super_resolve(lr_real), scale, steps=args.steps).kernel
+    last = list(networks)[-1]
+    real = estimate_kernel(lr_real, networks[last](lr_real), 2, steps=args.steps).kernel
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = ["true", "oracle HR, free", "SR network, free", "SR network, deep_linear", "bicubic up-sampling, free"]
+    columns = ["true"] + [f"{p}, {k}" for p, k in stand_ins]
     fig, axes = plt.subplots(len(KERNELS) + 1, len(columns), figsize=(2 * len(columns), 2 * (len(KERNELS) + 1)))
     for r, kname in enumerate(KERNELS):
         for col, label in enumerate(columns):
             axes[r, col].imshow(shown[(kname, label)], cmap="magma")
-            axes[r, col].set_title(f"{kname}\n{label}" if col == 0 else label, fontsize=7)
+            axes[r, col].set_title(f"{kname}\n{label}" if col == 0 else label.replace(", ", "\n"), fontsize=7)
     axes[-1, 0].imshow(real, cmap="magma")
-    axes[-1, 0].set_title("real photo (chicago)\nSR network, free", fontsize=7)
+    axes[-1, 0].set_title(f"real photo (chicago)\n{last}, free", fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([]), ax.set_yticks([])
     for ax in axes[-1, 1:]:
@@ -98,20 +132,20 @@ def main(argv=None) -> int:
     plt.close(fig)
 
     table = ["| HR stand-in | kernel model | mean relative L2 error | per kernel |", "|---|---|---|---|"]
-    for proxy, kind in (("oracle HR", "free"), ("SR network", "free"), ("SR network", "deep_linear"),
-                        ("bicubic up-sampling", "free")):
+    for proxy, kind in stand_ins:
         errs = [r[4] for r in rows if r[2] == proxy and r[3] == kind]
         per = [np.mean([r[4] for r in rows if r[2] == proxy and r[3] == kind and r[1] == k]) for k in KERNELS]
         table.append(f"| {proxy} | {kind} | {np.mean(errs):.3f} | " + ", ".join(f"{v:.3f}" for v in per) + " |")
     isotropic = np.mean([kernel_error(gaussian_kernel(13, 1.5), gaussian_kernel(13, *v)) for v in KERNELS.values()])
+    command = (f"python experiments/kernel_estimation.py{' --sr ' + ' '.join(args.sr) if args.sr else ''}"
+               f"{' --blind-sr ' + args.blind_sr if args.blind_sr else ''} --out {args.out} --steps {args.steps} "
+               f"--images {' '.join(args.images)}")
     write_text_atomic(out / "kernels.md", "\n".join([
-        "# Kernel estimation through a frozen SR network", "",
-        f"`python experiments/kernel_estimation.py --sr {args.sr} --out {args.out} --steps {args.steps} "
-        f"--images {' '.join(args.images)}`: "
-        f"{time.perf_counter() - start:.0f} s", "",
-        f"{len(args.images)} Set14 centre crops ({', '.join(args.images)}) of {c}x{c}, x{scale}, kernels {', '.join(KERNELS)} (13x13); "
-        f"{args.steps} Adam steps per estimate. For scale: a fixed isotropic guess (std 1.5) has error "
-        f"{isotropic:.3f}.", "", *table, "", "Kernels: `kernels.png` (first image; bottom left: the real photo's).", ""]))
+        "# Kernel estimation through a frozen SR network", "", f"`{command}`: {time.perf_counter() - start:.0f} s", "",
+        f"{len(args.images)} Set14 centre crops ({', '.join(args.images)}) of {c}x{c}, x2, kernels "
+        f"{', '.join(KERNELS)} (13x13); {args.steps} Adam steps per estimate. For scale: a fixed isotropic guess "
+        f"(std 1.5) has error {isotropic:.3f}.", "", *table, "",
+        "Kernels: `kernels.png` (first image; bottom left: the real photo's).", ""]))
     print(out / "kernels.md")
     return 0
 

@@ -10,8 +10,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ctl_jax.classical.adain import (AdaINConfig, AdaINDecoder, adain, channel_stats, encoder_widths,  # noqa: E402
-                                     load_adain, train_adain)
+from ctl_jax.classical.adain import (AdaINConfig, AdaINDecoder, adain, adain_loss, channel_stats,  # noqa: E402
+                                     encoder_widths, load_adain, train_adain)
 from ctl_jax.tasks.style import cached_loss_network  # noqa: E402
 
 
@@ -38,6 +38,21 @@ def test_decoder_mirrors_the_encoder_up_to_its_layer():
     assert jax.eval_shape(decoder.apply, params, jnp.zeros((2, 3, 5, 32))).shape == (2, 12, 20, 3)
     with pytest.raises(ValueError, match="first ReLU of a stage"):
         encoder_widths(net, "relu3_2")
+
+
+def test_identity_term_is_the_l1_of_the_decoded_content_features():
+    net = cached_loss_network("random")
+    decoder = AdaINDecoder(encoder_widths(net, "relu2_1"))
+    params = decoder.init(jax.random.key(0), jnp.zeros((1, 4, 4, 64)))["params"]
+    content, style = (jax.random.uniform(jax.random.key(k), (2, 16, 16, 3)) for k in (1, 2))
+    plain, parts = adain_loss(params, decoder, net, AdaINConfig(layer="relu2_1"), content, style)
+    mixed, parts3 = adain_loss(params, decoder, net, AdaINConfig(layer="relu2_1", identity_weight=3.0), content, style)
+    by_hand = jnp.mean(jnp.abs(decoder.apply({"params": params}, net.features(content, ["relu2_1"])["relu2_1"]) - content))
+    assert parts["identity"] == 0.0
+    np.testing.assert_allclose(parts3["identity"], by_hand, rtol=1e-6)
+    np.testing.assert_allclose(mixed, plain + 3.0 * by_hand, rtol=1e-5)
+    with pytest.raises(ValueError, match="non-negative"):
+        AdaINConfig(identity_weight=-1.0)
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +123,33 @@ def test_adain_experiment_smoke(tmp_path):
     report = tmp_path / "adain" / "report"
     assert (report / "tradeoff_photo.png").is_file() and (report / "interpolation_photo.png").is_file()
     assert "Loss" in (report / "adain.md").read_text()
+
+
+def test_adain_command(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from ctl_jax.cli import main
+
+    model, workdir, images = trained
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    Image.fromarray((images[0][:37, :50] * 255).astype(np.uint8)).save(content)
+    Image.fromarray((images[1][:40, :40].mean(-1) * 255).astype(np.uint8)).save(style)  # grey: used as RGB
+    base = ["adain", "--model", str(workdir), "--content", str(content), "--style", str(style), "--size", "50"]
+    assert main([*base, "--alpha", "0.5", "--out", str(tmp_path / "out.png")]) == 0
+    err = capsys.readouterr().err
+    assert "cropped from 50x37 to 48x32" in err and "grey" in err
+    out = np.asarray(Image.open(tmp_path / "out.png"), np.float32) / 255
+    assert out.shape == (32, 48, 3)
+    reference = model.stylise(images[0][:37, :50][:32, :48], [np.repeat(images[1][:40, :40].mean(-1, keepdims=True), 3, -1)],
+                              alpha=0.5)
+    assert np.abs(out - reference).mean() < 0.02  # the same model, up to 8-bit rounding of the files
+    assert main([*base, "--alphas", "0", "1", "--style", str(content), "--style-weights", "1", "0",
+                 "--out", str(tmp_path / "many.png")]) == 0
+    assert {p.name for p in tmp_path.glob("many_*")} == {"many_alpha0.png", "many_alpha1.png", "many_strip.png"}
+    assert main([*base, "--alpha", "1.5", "--out", str(tmp_path / "bad.png")]) == 2
+    assert "alpha must lie in [0, 1]" in capsys.readouterr().err
+    assert main([*base, "--alpha", "0.5", "--out", str(tmp_path / "out.png")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["adain", "--model", str(tmp_path), "--content", str(content), "--style", str(style),
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

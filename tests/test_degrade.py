@@ -8,7 +8,7 @@ import pytest
 
 from ctl_jax.degradations import (KINDS, add_gaussian_noise, bicubic_downsample, bicubic_pre_upsampled,
                                   check_level, gaussian_blur, get_kind, jpeg_compress)
-from ctl_jax.degradations.bicubic import blur_decimate, decimate, imresize_weights
+from ctl_jax.degradations.bicubic import BLUR_SIZE, blur_decimate, decimate, gaussian_kernel, imresize_weights
 from ctl_jax.tasks import Restoration
 from ctl_jax.testing import random_image
 
@@ -93,6 +93,33 @@ def test_blur_width_zero_is_identity_wider_is_smoother_and_a_flat_image_stays_fl
     out = gaussian_blur(None, impulse, 1.0)[0, :, :, 0]
     assert float(out[15, 16] / out[15, 15]) == pytest.approx(np.exp(-0.5), rel=1e-5)
     assert float(jnp.sum(out)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_gaussian_kernel_by_hand_and_random_blur_per_image():
+    k = np.asarray(gaussian_kernel(3, 1.0))
+    e = np.exp(-0.5)  # one pixel off centre along one axis; corners exp(-1) = e^2
+    np.testing.assert_allclose(k, np.array([[e * e, e, e * e], [e, 1, e], [e * e, e, e * e]]) / (1 + 2 * e) ** 2,
+                               rtol=1e-6)
+    rotated = np.asarray(gaussian_kernel(9, 2.0, 0.7, np.pi / 2))  # long axis turned from x to y
+    np.testing.assert_allclose(rotated, np.asarray(gaussian_kernel(9, 0.7, 2.0)), atol=1e-7)
+    x = jnp.broadcast_to(jax.random.uniform(jax.random.key(0), (1, 32, 32, 3)), (3, 32, 32, 3))
+    kind = get_kind("gaussian_blur_lr")
+    y = kind.apply(jax.random.key(1), x, np.full((3,), 2.0))
+    assert y.shape == (3, 16, 16, 3) and kind.scale(2) == 0.5
+    assert float(jnp.abs(y[0] - y[1]).max()) > 1e-3  # same image, its own kernel each
+    np.testing.assert_array_equal(y, kind.apply(jax.random.key(1), x, np.full((3,), 2.0)))  # fixed by the key
+    assert float(jnp.std(y)) < float(jnp.std(x[:, ::2, ::2]))  # blurred before decimation
+    assert BLUR_SIZE % 2 == 1
+    with pytest.raises(ValueError, match="random key"):
+        kind.apply(None, x, np.full((3,), 2.0))
+    from ctl_jax.tasks.perceptual_sr import PerceptualSR
+
+    task = PerceptualSR(2, downsample="gaussian_blur_lr")  # blind SR: the step's key draws the blurs
+    arrays = (np.asarray(x), task.step_levels(0, 0, 3, "a"))
+    first, again = (task.device_batch(jax.random.key(k), arrays, "a").input for k in (0, 1))
+    assert first.shape == (3, 16, 16, 3) and float(jnp.abs(first - again).max()) > 1e-3
+    np.testing.assert_array_equal(task.eval_input(x[0], None, seed=0, index=2), task.eval_input(x[0], None, seed=0, index=2))
+    assert float(jnp.abs(task.eval_input(x[0], None, index=2) - task.eval_input(x[0], None, index=3)).max()) > 1e-3
 
 
 def test_every_kind_is_registered_with_its_range():

@@ -14,14 +14,14 @@ from ctl_jax.losses import LOSSES
 from ctl_jax.losses.gan import discriminator_loss, generator_loss
 from ctl_jax.nets.discriminator import vgg_discriminator
 from ctl_jax.train.checkpoint import CheckpointError, Checkpointer, checkpoint_dir
-from ctl_jax.train.gan import Adversarial
+from ctl_jax.train.gan import Adversarial, r1_penalty
 from ctl_jax.train.loop import METRICS_FILE
-from ctl_jax.train.runs import load_run, run_templates, RunMeta
+from ctl_jax.train.runs import RunMeta, load_run, normalise_meta, run_templates
 from ctl_jax.train.supervised import train_base, train_tuner
 from ctl_jax.tuners.trees import flatten
 from test_train import DEG, SPEC, ToySampler, assert_trees_equal, config, run_script
 
-GAN = Adversarial("ragan", weight=0.1, discriminator="tiny", lr=1e-3)
+GAN = Adversarial("ragan", weight=0.1, discriminator="tiny", lr=1e-3, r1=0.5, instance_noise=0.05)
 
 
 def softplus(x):
@@ -41,6 +41,20 @@ def test_gan_losses_on_hand_computed_logits():
     assert float(generator_loss(real, fake, "standard")) == pytest.approx(np.mean([softplus(-1), softplus(1)]), rel=1e-6)
     with pytest.raises(ValueError, match="unknown GAN loss"):
         generator_loss(real, fake, "wgan")
+
+
+def test_r1_penalty_and_the_settings_a_gan_run_stores():
+    w = jax.random.normal(jax.random.key(0), (4, 5, 3))
+    linear = lambda x: jnp.sum(x * w, axis=(1, 2, 3)) + jnp.sum(x ** 2, axis=(1, 2, 3))  # grad: w + 2 x
+    x = jax.random.normal(jax.random.key(1), (2, 4, 5, 3))
+    by_hand = np.mean([np.sum(np.square(np.asarray(w + 2 * x[i]))) for i in range(2)])
+    assert float(r1_penalty(linear, x)) == pytest.approx(by_hand, rel=1e-5)
+    with pytest.raises(ValueError, match="instance noise"):
+        Adversarial(instance_noise=-0.1)
+    # a run stored before b1, r1 and instance_noise existed compares equal to today's defaults
+    old = {"kind": "ctl_jax", "network": SPEC.to_dict(), "stage": "tuner", "task": DEG.to_dict(), "target": "b",
+           "adversarial": {"kind": "ragan", "weight": 0.1, "discriminator": "tiny", "lr": 1e-3}}
+    assert normalise_meta(old)["adversarial"] == Adversarial("ragan", 0.1, "tiny", 1e-3).to_dict()
 
 
 def test_discriminator_and_perceptual_term():

@@ -10,6 +10,12 @@ and a decoder g, trained here, maps t = AdaIN(f(c), f(s)) back to an image. Trai
 L = L_c + lambda L_s, with L_c = mean (f(g(t)) - t)^2 and L_s the sum over the style layers of
 mean (mu(phi_i(g(t))) - mu(phi_i(s)))^2 + mean (sigma(phi_i(g(t))) - sigma(phi_i(s)))^2.
 
+Optionally (``identity_weight`` > 0) an identity term mu * mean |g(f(c)) - c|: the decoder also
+learns to give the content back from its own features, the pixel half of SANet's identity loss
+(Park and Lee 2019). The paper's loss has no such term; it only matters when the decoder is trained
+briefly or the encoder is weak (the offline random one), where alpha = 0 otherwise does not return
+the photo.
+
 Test-time controls (paper Sec. 7.1):
 
 - content-style trade-off: g((1 - alpha) f(c) + alpha t), alpha in [0, 1] (0: the content
@@ -102,12 +108,18 @@ def encoder_widths(net: LossNetwork, layer: str) -> tuple:
 @dataclasses.dataclass(frozen=True)
 class AdaINConfig:
     """What an AdaIN model is: its encoder (a loss-network spec and layer) and the training loss's
-    style weight lambda over ``style_layers``."""
+    style weight lambda over ``style_layers`` and identity weight mu (module docstring)."""
 
     loss_net: str = "random"
     layer: str = "relu4_1"
     style_weight: float = 10.0
     style_layers: tuple = STYLE_LAYERS
+    identity_weight: float = 0.0
+
+    def __post_init__(self):
+        if not (self.style_weight >= 0 and self.identity_weight >= 0):
+            raise ValueError(f"the AdaIN loss weights must be non-negative; got style {self.style_weight}, "
+                             f"identity {self.identity_weight}")
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "style_layers": list(self.style_layers)}
@@ -173,17 +185,22 @@ def _stylise_jit(decoder, params, content_feats, style_feats, mix, alpha):
 
 def adain_loss(params, decoder: AdaINDecoder, encoder: LossNetwork, config: AdaINConfig, content, style):
     """Paper Eq. 11-13 on a batch: content (N, H, W, 3) and style (N, H', W', 3) crops in [0, 1].
-    Returns (loss, {"content", "style"})."""
+    Returns (loss, {"content", "style", "identity"})."""
     layers = tuple(dict.fromkeys((*config.style_layers, config.layer)))
     style_feats = encoder.features(style, layers)
-    t = adain(encoder.features(content, [config.layer])[config.layer], style_feats[config.layer])
+    content_feats = encoder.features(content, [config.layer])[config.layer]
+    t = adain(content_feats, style_feats[config.layer])
     out_feats = encoder.features(decoder.apply({"params": params}, t), layers)
     content_term = jnp.mean(jnp.square(out_feats[config.layer] - t))
     style_term = 0.0
     for name in config.style_layers:
         (mu_o, sigma_o), (mu_s, sigma_s) = channel_stats(out_feats[name]), channel_stats(style_feats[name])
         style_term += jnp.mean(jnp.square(mu_o - mu_s)) + jnp.mean(jnp.square(sigma_o - sigma_s))
-    return content_term + config.style_weight * style_term, {"content": content_term, "style": style_term}
+    identity_term = 0.0
+    if config.identity_weight > 0:
+        identity_term = jnp.mean(jnp.abs(decoder.apply({"params": params}, content_feats) - content))
+    loss = content_term + config.style_weight * style_term + config.identity_weight * identity_term
+    return loss, {"content": content_term, "style": style_term, "identity": identity_term}
 
 
 def train_adain(content_sampler, style_sampler, workdir, config: AdaINConfig, train):
@@ -214,10 +231,10 @@ def train_adain(content_sampler, style_sampler, workdir, config: AdaINConfig, tr
         def step(trainable, opt_state, frozen, arrays, data_key, index):
             del frozen, data_key, index
             content, style = arrays
-            loss, grads = jax.value_and_grad(lambda p: adain_loss(p, decoder, encoder, config, content, style)[0])(
-                trainable["params"])
+            (loss, parts), grads = jax.value_and_grad(
+                lambda p: adain_loss(p, decoder, encoder, config, content, style), has_aux=True)(trainable["params"])
             updates, state = optimizer.update(grads, opt_state["params"], trainable["params"])
-            return {"params": optax.apply_updates(trainable["params"], updates)}, {"params": state}, loss
+            return {"params": optax.apply_updates(trainable["params"], updates)}, {"params": state}, {"loss": loss, **parts}
 
         opt_init = lambda trainable: {name: optimizer.init(tree) for name, tree in trainable.items()}
         return CompiledStage(init=jax.jit(init, out_shardings=replicated),
@@ -230,8 +247,16 @@ def train_adain(content_sampler, style_sampler, workdir, config: AdaINConfig, tr
 
     meta = {"kind": "adain", "network": {"name": "adain_decoder", "widths": list(decoder.widths)}, "tuner": None,
             "stage": "decoder", "task": config.to_dict(), "target": None}
-    params = train_loop(compile_fns, make_feed, {}, meta, workdir, train)["params"]
+    params = train_loop(compile_fns, make_feed, {}, meta, workdir, train, normalise_meta=_normalise_meta)["params"]
     return AdaINModel(config, jax.device_get(params))
+
+
+def _normalise_meta(meta: dict) -> dict:
+    """A stored AdaIN meta with its config in today's form (settings added since take their defaults)."""
+    try:
+        return {**meta, "task": AdaINConfig.from_dict(meta["task"]).to_dict()}
+    except (KeyError, TypeError, ValueError):
+        return meta
 
 
 def load_adain(workdir) -> AdaINModel:

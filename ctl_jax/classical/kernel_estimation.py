@@ -26,6 +26,7 @@ the kernel; :func:`kernel_error` compares it to a known one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -34,21 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ctl_jax.degradations.bicubic import blur_decimate
+from ctl_jax.degradations.bicubic import blur_decimate, gaussian_kernel  # noqa: F401 (re-exported: the synthetic kernels)
 
 MODELS = ("free", "deep_linear")
-
-
-def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, angle: float = 0.0) -> np.ndarray:
-    """A (size, size) anisotropic Gaussian blur kernel (std sigma_x, sigma_y, rotated by ``angle``
-    radians), summing to 1; the synthetic kernels of the experiments and tests."""
-    sigma_y = sigma_x if sigma_y is None else sigma_y
-    t = np.arange(size) - (size - 1) / 2
-    yy, xx = np.meshgrid(t, t, indexing="ij")
-    c, s = np.cos(angle), np.sin(angle)
-    u, v = c * xx + s * yy, -s * xx + c * yy
-    k = np.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
-    return (k / k.sum()).astype(np.float32)
 
 
 class DeepLinearKernel(nn.Module):
@@ -105,6 +94,37 @@ def _kernel_of(model: str, size: int) -> tuple[Callable, Callable]:
     return lambda key: generator.init(key)["params"], kernel
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_fit(model: str, kernel_size: int, scale: int, rate: float, centre_weight: float,
+                  border_weight: float, log_every: int) -> Callable:
+    """(params, adam state, lr, sr) -> after ``log_every`` Adam steps (params, state, last loss);
+    jitted once per setting, so estimates on same-sized images reuse one compilation."""
+    _, kernel_of = _kernel_of(model, kernel_size)
+    border, centre = _border_mask(kernel_size), jnp.full((2,), (kernel_size - 1) / 2)
+    optimizer = optax.adam(rate)
+
+    @jax.jit
+    def run(params, state, lr, sr):
+        variance = jnp.maximum(jnp.var(lr), 1e-8)
+
+        def objective(params):
+            k = kernel_of(params)
+            fit = jnp.mean(jnp.square(blur_decimate(sr[None], k, scale)[0] - lr)) / variance
+            return (fit + centre_weight * jnp.sum(jnp.square(_centre_of_mass(k) - centre))
+                    + border_weight * jnp.sum(k * border))
+
+        def step(carry, _):
+            params, state = carry
+            loss, grads = jax.value_and_grad(objective)(params)
+            updates, state = optimizer.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), loss
+
+        (params, state), losses = jax.lax.scan(step, (params, state), None, length=log_every)
+        return params, state, losses[-1]
+
+    return run
+
+
 def estimate_kernel(lr, sr, scale: int, *, kernel_size: int = 13, model: str = "free", steps: int = 1000,
                     lr_rate: float | None = None, centre_weight: float = 1e-4, border_weight: float = 1e-3,
                     seed: int = 0, log_every: int = 100) -> KernelEstimate:
@@ -121,31 +141,14 @@ def estimate_kernel(lr, sr, scale: int, *, kernel_size: int = 13, model: str = "
         raise ValueError(f"sr must be lr's size times {scale}: lr {lr.shape}, sr {sr.shape}")
     if kernel_size % 2 == 0 or kernel_size > min(sr.shape[:2]):
         raise ValueError(f"kernel_size must be odd and at most the image size {min(sr.shape[:2])}; got {kernel_size}")
+    rate = lr_rate if lr_rate is not None else (0.1 if model == "free" else 1e-3)
     init, kernel_of = _kernel_of(model, kernel_size)
-    border, centre = _border_mask(kernel_size), jnp.full((2,), (kernel_size - 1) / 2)
-    variance = jnp.maximum(jnp.var(lr), 1e-8)
-    optimizer = optax.adam(lr_rate if lr_rate is not None else (0.1 if model == "free" else 1e-3))
-
-    def objective(params):
-        k = kernel_of(params)
-        fit = jnp.mean(jnp.square(blur_decimate(sr[None], k, scale)[0] - lr)) / variance
-        return fit + centre_weight * jnp.sum(jnp.square(_centre_of_mass(k) - centre)) + border_weight * jnp.sum(k * border)
-
-    @jax.jit
-    def run(params, state):
-        def step(carry, _):
-            params, state = carry
-            loss, grads = jax.value_and_grad(objective)(params)
-            updates, state = optimizer.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), loss
-
-        (params, state), losses = jax.lax.scan(step, (params, state), None, length=log_every)
-        return params, state, losses[-1]
-
+    run = _compiled_fit(model, kernel_size, scale, rate, centre_weight, border_weight, log_every)
+    optimizer = optax.adam(rate)
     params = init(jax.random.key(seed))
     state, losses = optimizer.init(params), []
     for _ in range(max(1, steps // log_every)):
-        params, state, loss = run(params, state)
+        params, state, loss = run(params, state, lr, sr)
         losses.append(float(loss))
         if not np.isfinite(losses[-1]):
             raise FloatingPointError(f"kernel estimation diverged (loss {losses[-1]}); lower lr_rate")

@@ -10,7 +10,10 @@ Registered kinds:
 - ``bicubic_lr`` gives the low-resolution image (H/s, W/s), the input of SR networks with a larger output;
 - ``bicubic`` goes down and back up to (H, W), the pre-upsampled input AdaFM uses;
 - ``decimate_lr`` keeps every s-th pixel (no antialiasing: what a sensor without an optical
-  low-pass filter does), the mismatch case of seed 004's Q10.
+  low-pass filter does), the mismatch case of seed 004's Q10;
+- ``gaussian_blur_lr`` blurs each image by its own random anisotropic Gaussian (13x13, standard
+  deviations uniform in ``BLUR_SIGMAS``, any orientation) and decimates: the training degradation of
+  a blind SR network that has to undo blurs it is not told (seed 004's kernel estimation).
 H and W must be divisible by the scale (crop first, as the reference "modcrop" does).
 """
 
@@ -118,6 +121,33 @@ def blur_decimate(x: jax.Array, kernel, scale: int) -> jax.Array:
     return decimate(blurred, scale)
 
 
+BLUR_SIZE, BLUR_SIGMAS = 13, (0.6, 2.6)
+
+
+def gaussian_kernel(size: int, sigma_x, sigma_y=None, angle=0.0) -> jax.Array:
+    """A (size, size) anisotropic Gaussian blur kernel (standard deviations sigma_x, sigma_y along
+    axes rotated by ``angle`` radians), summing to 1. Traceable in the sigmas and the angle."""
+    sigma_y = sigma_x if sigma_y is None else sigma_y
+    t = jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2
+    yy, xx = jnp.meshgrid(t, t, indexing="ij")
+    c, s = jnp.cos(angle), jnp.sin(angle)
+    u, v = c * xx + s * yy, -s * xx + c * yy
+    k = jnp.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
+    return k / jnp.sum(k)
+
+
+def random_gaussian_blur_decimate(key, x: jax.Array, scale: int) -> jax.Array:
+    """Each image of (N, H, W, C) blurred by its own random ``gaussian_kernel`` (sigmas uniform in
+    ``BLUR_SIGMAS``, angle uniform in [0, pi)) and decimated by ``scale``."""
+    if key is None:
+        raise ValueError("gaussian_blur_lr draws a kernel per image and needs a random key")
+    sig_key, angle_key = jax.random.split(key)
+    sigmas = jax.random.uniform(sig_key, (x.shape[0], 2), minval=BLUR_SIGMAS[0], maxval=BLUR_SIGMAS[1])
+    angles = jax.random.uniform(angle_key, (x.shape[0],), maxval=np.pi)
+    kernels = jax.vmap(lambda s, a: gaussian_kernel(BLUR_SIZE, s[0], s[1], a))(sigmas, angles)
+    return jax.vmap(lambda image, k: blur_decimate(image[None], k, scale)[0])(x, kernels)
+
+
 def _static_scale(levels) -> int:
     """The batch's one scale (resizing fixes shapes, so it must be a concrete value)."""
     if isinstance(levels, jax.core.Tracer):
@@ -130,6 +160,10 @@ BICUBIC = register(DegradationKind(
     integer=True, same_level=True))
 BICUBIC_LR = register(DegradationKind(
     "bicubic_lr", "scale", "×", 1, 16, lambda key, x, levels: bicubic_downsample(x, _static_scale(levels)),
+    integer=True, same_level=True, scale=lambda level: 1.0 / float(level)))
+GAUSSIAN_BLUR_LR = register(DegradationKind(
+    "gaussian_blur_lr", "scale", "×", 1, 16,
+    lambda key, x, levels: random_gaussian_blur_decimate(key, x, _static_scale(levels)),
     integer=True, same_level=True, scale=lambda level: 1.0 / float(level)))
 DECIMATE_LR = register(DegradationKind(
     "decimate_lr", "scale", "×", 1, 16, lambda key, x, levels: decimate(x, _static_scale(levels)),

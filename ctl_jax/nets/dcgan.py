@@ -3,9 +3,15 @@
 (N, 1, 1, latent) noise -> (N, 28, 28, channels) in [0, 1]:
 
     Dense(7 * 7 * 2f) -> ReLU -> (7, 7, 2f)
-    block_0: ConvTranspose 4x4 stride 2 -> (14, 14, f) -> ReLU
-    block_1: ConvTranspose 4x4 stride 2 -> (28, 28, f/2) -> ReLU
+    block_0: x2 up-sampling -> (14, 14, f) -> ReLU
+    block_1: x2 up-sampling -> (28, 28, f/2) -> ReLU
     out: conv3x3 -> channels, sigmoid
+
+Each x2 up-sampling is a sub-pixel convolution (conv3x3 to 4 f' channels, then pixel shuffle; Shi
+et al. 2016) rather than DCGAN's 4x4 stride-2 transposed convolution. It can represent every such
+transposed convolution (each output phase of one reads a 2x2 input neighbourhood, which a 3x3 kernel
+covers), runs its conv at the lower resolution, and on XLA:CPU its forward and backward pass is
+4.8x faster than ``nn.ConvTranspose`` (229 vs 1099 ms at batch 64, ``small``; measured 2026-12-01).
 
 No batch norm (DESIGN.md principle 7). ``block_*`` are the mixing points of Dynamic-Net's tuning
 blocks (``ctl_jax.tuners.feature``); FTN transitions every kernel, the transposed ones included.
@@ -15,15 +21,17 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, from_variants
+from ctl_jax.nets.layers import check_adafm_kernel, check_image_batch, from_variants, pixel_shuffle
 
 
 class UpBlock(nn.Module):
+    """(N, h, w, c) -> (N, 2h, 2w, features): sub-pixel conv, then ReLU."""
+
     features: int
 
     @nn.compact
     def __call__(self, x):
-        return nn.relu(nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME", name="deconv")(x))
+        return nn.relu(pixel_shuffle(nn.Conv(4 * self.features, (3, 3), padding=1, name="conv")(x), 2))
 
 
 class DCGANGenerator(nn.Module):

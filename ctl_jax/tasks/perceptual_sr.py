@@ -1,7 +1,8 @@
 """Perception-distortion controllable super-resolution as a task (FTN paper Sec. 4.3; ESRGAN's DNI).
 
 The input is the high-resolution crop down-sampled by ``scale`` (``downsample``: MATLAB bicubic
-``bicubic_lr`` or plain ``decimate_lr``); the target is the crop. What the control changes is the
+``bicubic_lr``, plain ``decimate_lr``, or ``gaussian_blur_lr``: a random anisotropic Gaussian blur per
+image, then decimation, for blind SR); the target is the crop. What the control changes is the
 objective, not the degradation:
 
 - level A (control 0), stage 1: ``loss_a`` (L1: the PSNR-oriented, faithful network);
@@ -26,7 +27,7 @@ from ctl_jax.degradations import get_kind
 from ctl_jax.losses import check_terms
 from ctl_jax.tasks.base import Batch, LevelIsControl, check_target
 
-DOWNSAMPLERS = ("bicubic_lr", "decimate_lr")
+DOWNSAMPLERS = ("bicubic_lr", "decimate_lr", "gaussian_blur_lr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +59,10 @@ class PerceptualSR(LevelIsControl):
         """What a base trained at control 0 depends on (a tuned run checks its base against it)."""
         return (self.scale, self.downsample, self.loss_a)
 
-    def degrade(self, clean):
-        """(N, H, W, C) -> (N, H/s, W/s, C); H and W divisible by the scale."""
-        return get_kind(self.downsample).apply(None, clean, np.full((clean.shape[0],), self.scale, np.float32))
+    def degrade(self, clean, key=None):
+        """(N, H, W, C) -> (N, H/s, W/s, C); H and W divisible by the scale. ``key`` draws the blur
+        kernels of ``gaussian_blur_lr`` (the other down-samplers are deterministic)."""
+        return get_kind(self.downsample).apply(key, clean, np.full((clean.shape[0],), self.scale, np.float32))
 
     # -- levels and control (the level is the control) -----------------------------------------
 
@@ -82,16 +84,17 @@ class PerceptualSR(LevelIsControl):
         return clean, self.step_levels(seed, step, clean.shape[0], target)
 
     def device_batch(self, key, arrays, target: str) -> Batch:
-        del key
         clean, levels = arrays
-        return Batch(self.degrade(clean), clean, jnp.asarray(levels, jnp.float32))
+        return Batch(self.degrade(clean, key), clean, jnp.asarray(levels, jnp.float32))
 
     def input_shape(self, patch_size: int, channels: int, target: str = "a") -> tuple:
         return (1, patch_size // self.scale, patch_size // self.scale, channels)
 
     def eval_input(self, clean, levels, *, seed: int = 0, index: int = 0):
-        """The low-resolution input of one (H, W, C) image (H, W divisible by the scale)."""
-        return self.degrade(jnp.asarray(clean, jnp.float32)[None])[0]
+        """The low-resolution input of one (H, W, C) image (H, W divisible by the scale); a random
+        blur is fixed by (seed, index)."""
+        key = jax.random.fold_in(jax.random.key(seed), index)
+        return self.degrade(jnp.asarray(clean, jnp.float32)[None], key)[0]
 
     def to_dict(self) -> dict:
         return {"kind": "perceptual_sr", "scale": self.scale, "downsample": self.downsample,

@@ -79,14 +79,18 @@ class RunMeta:
 
 
 def normalise_meta(meta: dict) -> dict:
-    """A stored meta with its network and task rewritten in today's form (fields added since it was
-    written take their defaults), so that adding a field with a default never breaks a resume."""
+    """A stored meta with its network, task and GAN settings rewritten in today's form (fields added
+    since it was written take their defaults), so that adding a field with a default never breaks a
+    resume."""
     from ctl_jax.tasks import make_task
+    from ctl_jax.train.gan import Adversarial
 
     out = dict(meta)
     try:
         out["network"] = NetworkSpec.from_dict(meta["network"]).to_dict()
         out["task"] = json.loads(json.dumps(make_task(meta["task"]).to_dict()))
+        if meta.get("adversarial"):
+            out["adversarial"] = Adversarial.from_dict(meta["adversarial"]).to_dict()
     except (KeyError, TypeError, ValueError):
         pass  # not a run of this kind: compared as stored
     return out
