@@ -10,8 +10,13 @@ An experiment is a plain dict (see ``experiments/*.py``, whose ``get_config(pres
     stage2_by_method  optional {method name: TrainConfig fields} replacing stage2's for that method
                  (e.g. a smaller learning rate for one tuner; methods not in the list are ignored)
     methods      tuner names, e.g. ["ftn-gc16", "adafm", "dni", "cfsnet", "dynamic-net"]
+    adversarial  optional ``ctl_jax.train.gan.Adversarial`` fields ({"kind", "weight", "discriminator",
+                 "lr", ...}): stage 2 becomes a GAN stage with a discriminator of its own. A task with
+                 a stage-2 objective of its own (perceptual SR's ``loss_b``) trains stage 2 on it
+                 unless ``stage2`` sets ``loss``.
     from_scratch bool: also train one base per sweep level (FTN paper Table 2's first row)
-    sweep        {"levels": [...], "alphas": int or list, "seed": int}
+    sweep        {"levels": [...], "alphas": int or list, "seed": int, "border": pixels cropped per side
+                 before the metrics (optional, 0; SR: the scale)}
 
 Layout of the output folder: ``base/`` (stage-1 run), ``<method>/`` (tuned runs, each with its own
 copy of the base), ``scratch_<level>/`` (from-scratch runs), ``report/`` (sweep.json, sweep.md,
@@ -83,12 +88,14 @@ def run_experiment(config: dict, out_dir) -> dict:
     """Run (or resume) the experiment in ``config`` into ``out_dir``; returns {method: SweepResult}."""
     from ctl_jax.eval.report import write_report
     from ctl_jax.tasks import make_task
+    from ctl_jax.train.gan import Adversarial
     from ctl_jax.train.loop import TrainConfig
     from ctl_jax.train.runs import load_run
     from ctl_jax.train.supervised import train_base, train_tuner
     from ctl_jax.tuners import make_tuner
 
     start = time.perf_counter()
+    adversarial = Adversarial.from_dict(config.get("adversarial"))  # bad settings fail before any training
     out = pathlib.Path(out_dir)
     spec = NetworkSpec(**config["network"])
     task = make_task(config["task"])
@@ -114,12 +121,16 @@ def run_experiment(config: dict, out_dir) -> dict:
     for tuner in methods:
         where = "over the level range" if tuner.stages == 1 else f"to {task.label(task.level_b)}"
         _log(f"{tuner.name} ({tuner.kind}): tuning {where}")
-        train_tuner(tuner, task, sampler2, out / tuner.name, TrainConfig(**stage2_settings(config, tuner.name)),
-                    base_workdir=out / "base", spec=spec)
+        settings = stage2_settings(config, tuner.name)
+        if getattr(task, "loss_b", None) and settings.get("loss") is None:
+            settings["loss"] = task.loss_b
+        train_tuner(tuner, task, sampler2, out / tuner.name, TrainConfig(**settings),
+                    base_workdir=out / "base", spec=spec, adversarial=adversarial)
         model = tuned[tuner.name] = load_run(out / tuner.name)
         if task.name != "style":
             results[tuner.name] = cached_sweep(out / tuner.name, model, images, sweep_cfg["levels"], alphas,
-                                               seed=sweep_cfg.get("seed", 0), image_names=names)
+                                               seed=sweep_cfg.get("seed", 0), image_names=names,
+                                               **({"border": sweep_cfg["border"]} if sweep_cfg.get("border") else {}))
     if task.name == "style":  # no degradation, no PSNR: losses across alpha instead
         from ctl_jax.style_pipeline import write_style_report
 
@@ -263,16 +274,17 @@ def _write_figures(config, tuned: dict, report, images, task, alphas):
     levels = config["sweep"]["levels"]
     middle = levels[len(levels) // 2]
     index = len(images) - 1  # the bundled test set ends with a colour photo
-    clean = np.asarray(crop_to_multiple(images[index], 2))
+    clean = np.asarray(crop_to_multiple(images[index], int(np.lcm(2, task.input_multiple(np.asarray([middle]))))))
     noisy = np.asarray(quantise(task.eval_input(clean, middle, seed=config["sweep"].get("seed", 0), index=index)))
+    shown = noisy if noisy.shape == clean.shape else None  # an SR input is smaller: shown as the file only
     diagonal = np.all(alphas == alphas[:, :1], axis=1)  # (a, a, ...): every dimension together
     strip_alphas = alphas[diagonal][:: max(1, int(diagonal.sum()) // 5)]
     for method, model in tuned.items():
         outputs = outputs_over_controls(model, noisy, strip_alphas)
-        image_strip(list(outputs), strip_alphas[:, 0], report / f"strip_{method}.png", degraded=noisy, clean=clean,
+        image_strip(list(outputs), strip_alphas[:, 0], report / f"strip_{method}.png", degraded=shown, clean=clean,
                     title=f"{method}: {task.label(middle)} across alpha")
     method, model = next(iter(tuned.items()))
-    if model.tuner.pixel:  # per-pixel demo: alpha rising from 0 (left) to 1 (right)
+    if model.tuner.pixel and shown is not None:  # per-pixel demo: alpha rising from 0 (left) to 1 (right)
         ramp = np.tile(np.linspace(0.0, 1.0, clean.shape[1], dtype=np.float32), (clean.shape[0], 1))
         ramp_d = np.repeat(ramp[None, :, :, None], model.control_dim, axis=-1)  # the ramp on every dimension
         output = np.asarray(quantise(model(noisy[None], Control.per_pixel(ramp_d))))[0]
@@ -291,7 +303,7 @@ def _write_colour_check(tuned: dict, report, images, task) -> None:
     from ctl_jax.eval.colour import colour_check, colour_table
     from ctl_jax.files import write_text_atomic
 
-    if task.degradations != ("noise",) or getattr(task, "fixed", ()) or images[0].shape[-1] != 3:
+    if getattr(task, "degradations", ()) != ("noise",) or getattr(task, "fixed", ()) or images[0].shape[-1] != 3:
         return
     colourful = [im for im in images if float(np.std(im - im.mean(axis=-1, keepdims=True))) > 0.03]
     lines = ["# Colour check", ""]

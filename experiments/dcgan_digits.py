@@ -4,7 +4,7 @@
     python experiments/dcgan_digits.py --out runs/dcgan_digits --preset smoke --mnist FOLDER   # tests
 
 Stage 1 trains a DCGAN (generator ``ctl_jax.nets.dcgan``, VGG-style discriminator, the standard
-GAN loss) on the 3s of the MNIST test split (``../shared/data/mnist``, about 1,000 digits). Stage 2
+GAN loss with an R1 penalty of 1 and instance noise of std 0.1) on the 3s of the MNIST test split (``../shared/data/mnist``, about 1,000 digits). Stage 2
 keeps it frozen and trains, against a fresh discriminator on the 8s, either Dynamic-Net's tuning
 blocks (after ``block_0`` and ``block_1``) or FTN's kernel transitions. Then for each method:
 
@@ -43,7 +43,7 @@ SHARED = ROOT.parent / "shared" / "data"
 ALPHAS = tuple(round(a, 1) for a in np.linspace(0, 1, 11))
 METHODS = {"dynamic-net": "dynamic-net", "ftn": "ftn"}  # Dynamic-Net: its tuning blocks after block_0, block_1
 PRESETS = {
-    "cpu": dict(variant="small", discriminator="small", batch=64, stage1=3000, stage2=1500, samples=512,
+    "cpu": dict(variant="small", discriminator="small", batch=64, stage1=1200, stage2=800, samples=512,
                 classifier_steps=800),
     "smoke": dict(variant="tiny", discriminator="tiny", batch=8, stage1=2, stage2=2, samples=16, classifier_steps=5),
 }
@@ -60,14 +60,16 @@ def main(argv=None) -> int:
     images, labels = load_mnist(args.mnist)
     spec = NetworkSpec("dcgan", preset["variant"], channels=1)
     task = Generation(latent=spec.build().latent)
-    gan = Adversarial("standard", weight=1.0, discriminator=preset["discriminator"], lr=2e-4)
+    # DCGAN's Adam (2e-4, b1 0.5) for both; R1 and instance noise keep the discriminator from winning outright
+    gan = Adversarial("standard", weight=1.0, discriminator=preset["discriminator"], lr=2e-4, b1=0.5, r1=1.0,
+                      instance_noise=0.1)
     common = dict(batch_size=preset["batch"], patch_size=28, lr=2e-4, adam_b1=0.5, log_every=50, seed=0,
                   progress=args.preset != "smoke")
     digits = lambda d, seed: PatchSampler(list(images[labels == d]), 28, preset["batch"], seed=seed, augment=False)
-    train_base(spec, task, digits(3, 0), out / "base", TrainConfig(steps=preset["stage1"], ckpt_every=500, **common),
+    train_base(spec, task, digits(3, 0), out / "base", TrainConfig(steps=preset["stage1"], ckpt_every=400, **common),
                adversarial=gan)
     for name, tuner in METHODS.items():
-        train_tuner(tuner, task, digits(8, 1), out / name, TrainConfig(steps=preset["stage2"], ckpt_every=500, **common),
+        train_tuner(tuner, task, digits(8, 1), out / name, TrainConfig(steps=preset["stage2"], ckpt_every=400, **common),
                     base_workdir=out / "base", adversarial=gan)
     trained = time.perf_counter() - start
 

@@ -148,3 +148,28 @@ def test_pd_sr_experiment_smoke(tmp_path):
     assert 0 < data["filter_similarity"]["ftn"]["cosine"] <= 1
     assert (report / "strip_ftn.png").is_file() and (report / "pd_map.png").is_file()
     assert "| ftn |" in (report / "pd_sr.md").read_text()
+
+
+def test_a_gan_stage_from_a_config_through_ctl_jax_run_and_apply(tmp_path):
+    """experiments/pd_sr_run.py:smoke with one method: stage 2 trains on the task's loss_b with a
+    discriminator, and the tuned network super-resolves the LR file the report leaves."""
+    import pathlib
+
+    from PIL import Image
+
+    from ctl_jax.cli import main
+
+    config = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "pd_sr_run.py"
+    out = tmp_path / "pd"
+    assert main(["run", "--config", f"{config}:smoke", "--out", str(out), "--set", "methods=['ftn']"]) == 0
+    tuned = load_run(out / "ftn")
+    assert tuned.meta.adversarial == Adversarial("ragan", 5e-3, "tiny", 1e-4).to_dict()
+    assert tuned.meta.config["loss"] == [["l1", 0.01], ["perceptual", 1.0]]  # the task's loss_b
+    with Checkpointer(out / "ftn") as ckpt:
+        assert "discriminator" in ckpt.restore(*run_templates(tuned.meta))["trainable"]
+    lr_file = out / "report" / "noisy_input.png"
+    h, w = np.asarray(Image.open(lr_file)).shape[:2]
+    assert main(["apply", "--model", str(out / "ftn"), "--input", str(lr_file), "--alpha", "0.5",
+                 "--output", str(tmp_path / "sr.png")]) == 0
+    assert np.asarray(Image.open(tmp_path / "sr.png")).shape == (4 * h, 4 * w, 3)
+    assert "border 4" in (out / "report" / "sweep.md").read_text()

@@ -269,6 +269,8 @@ class SweepResult:
 
     def describe_task(self) -> str:
         t = self._task
+        if not hasattr(t, "kinds"):  # the level is the control (style, perceptual SR, generation)
+            return f"{t.name}: control 0 = {t.ENDPOINT_NAMES[0]}, control 1 = {t.ENDPOINT_NAMES[1]}"
         parts = [f"{k.name}: level A {k.format(a)} at control 0, level B {k.format(b)} at control 1"
                  for k, a, b in zip(t.kinds, t.level_a, t.level_b)]
         return "; ".join([f"first {n} {v:g} (fixed)" for n, v in getattr(t, "fixed", ())] + parts)
