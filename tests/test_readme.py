@@ -32,7 +32,7 @@ def test_readme_commands_parse():
     for block in blocks("bash"):
         for line in block.replace("\\\n", " ").splitlines():
             if line.strip().startswith("ctl-jax "):
-                commands.append(shlex.split(line)[1:])
+                commands.append(shlex.split(line, comments=True)[1:])  # a trailing "# ..." is bash's comment
     assert {c[0] for c in commands} >= {"run", "apply", "prepare-ops", "train-ops"}
     for argv in commands:
         parser.parse_args(argv)  # SystemExit (exit code 2) on an unknown option
