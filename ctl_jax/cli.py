@@ -401,27 +401,36 @@ def _strip(images, gap: int = 4) -> np.ndarray:
     return np.concatenate(row[:-1], axis=1)
 
 
-def cmd_stylize(args) -> None:
-    """Everything given is checked before any image is read or optimised: the output paths, the
-    alphas, the style weights, the numbers; then the images and the loss network."""
-    from ctl_jax.classical.gatys import style_mix_weights, stylize
-    from ctl_jax.data.images import write_image
+def _styling_alphas_and_outputs(args, alpha: float, meaning: str) -> tuple[list, list]:
+    """The alphas of ``stylize`` / ``adain`` (``--alphas``, else ``alpha``) and their output paths (one
+    file, or one per alpha and the strip, named after ``--out``), checked with the style weights and
+    ``--size`` before anything is read."""
+    from ctl_jax.classical.gatys import style_mix_weights
 
-    alphas = args.alphas if args.alphas is not None else [0.5 if args.alpha is None else args.alpha]
+    alphas = args.alphas if args.alphas is not None else [alpha]
     bad = [a for a in alphas if not 0.0 <= a <= 1.0]
     if bad:
-        raise ValueError(f"alpha must lie in [0, 1] (0 content only, 1 style only); got {bad}")
+        raise ValueError(f"alpha must lie in [0, 1] ({meaning}); got {bad}")
     if len(set(alphas)) != len(alphas):
         raise ValueError(f"--alphas holds a value twice: {alphas}")
     style_mix_weights(len(args.style), args.style_weights)
     _check_positive("--size", args.size)
-    _check_positive("--steps", args.steps, zero=True)
-    out = pathlib.Path(args.out)
     if args.alphas is None:
-        outputs = [_checked_output(args.out, args.overwrite)]
-    else:  # one file per alpha and the strip, named after --out
-        names = [f"{out.stem}_alpha{a:g}{out.suffix}" for a in alphas] + [f"{out.stem}_strip{out.suffix}"]
-        outputs = [_checked_output(str(out.with_name(name)), args.overwrite) for name in names]
+        return alphas, [_checked_output(args.out, args.overwrite)]
+    out = pathlib.Path(args.out)
+    names = [f"{out.stem}_alpha{a:g}{out.suffix}" for a in alphas] + [f"{out.stem}_strip{out.suffix}"]
+    return alphas, [_checked_output(str(out.with_name(name)), args.overwrite) for name in names]
+
+
+def cmd_stylize(args) -> None:
+    """Everything given is checked before any image is read or optimised: the output paths, the
+    alphas, the style weights, the numbers; then the images and the loss network."""
+    from ctl_jax.classical.gatys import stylize
+    from ctl_jax.data.images import write_image
+
+    alphas, outputs = _styling_alphas_and_outputs(args, 0.5 if args.alpha is None else args.alpha,
+                                                  "0 content only, 1 style only")
+    _check_positive("--steps", args.steps, zero=True)
     content = _optimisation_input(args.content, "content image", args.size)
     styles = [_optimisation_input(path, "style image", args.size) for path in args.style]
     net = _loss_network(args.loss_net)
@@ -442,24 +451,10 @@ def cmd_stylize(args) -> None:
 def cmd_adain(args) -> None:
     """Outputs, alphas and weights are checked first; then the model, the images, and the styling."""
     from ctl_jax.classical.adain import load_adain
-    from ctl_jax.classical.gatys import style_mix_weights
     from ctl_jax.data.images import write_image
     from ctl_jax.eval.sweep import crop_to_multiple
 
-    alphas = args.alphas if args.alphas is not None else [args.alpha]
-    bad = [a for a in alphas if not 0.0 <= a <= 1.0]
-    if bad:
-        raise ValueError(f"alpha must lie in [0, 1] (0 the content reconstructed, 1 full style); got {bad}")
-    if len(set(alphas)) != len(alphas):
-        raise ValueError(f"--alphas holds a value twice: {alphas}")
-    style_mix_weights(len(args.style), args.style_weights)
-    _check_positive("--size", args.size)
-    out = pathlib.Path(args.out)
-    if args.alphas is None:
-        outputs = [_checked_output(args.out, args.overwrite)]
-    else:
-        names = [f"{out.stem}_alpha{a:g}{out.suffix}" for a in alphas] + [f"{out.stem}_strip{out.suffix}"]
-        outputs = [_checked_output(str(out.with_name(name)), args.overwrite) for name in names]
+    alphas, outputs = _styling_alphas_and_outputs(args, args.alpha, "0 the content reconstructed, 1 full style")
     model = load_adain(args.model)
     content = _optimisation_input(args.content, "content image", args.size)
     cropped = crop_to_multiple(content, model.multiple)

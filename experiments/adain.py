@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from ctl_jax.classical.adain import AdaINConfig, train_adain  # noqa: E402
 from ctl_jax.data import PatchSampler, bundled_images, iter_folder, load_folder, write_image  # noqa: E402
 from ctl_jax.eval.plots import image_strip  # noqa: E402
-from ctl_jax.eval.sweep import crop_to_multiple  # noqa: E402
+from ctl_jax.eval.metrics import psnr  # noqa: E402
+from ctl_jax.eval.sweep import crop_to_multiple, quantise  # noqa: E402
 from ctl_jax.files import write_text_atomic  # noqa: E402
 from ctl_jax.style_pipeline import resize_longer_side  # noqa: E402
 from ctl_jax.tasks.style import read_style_image  # noqa: E402
@@ -70,6 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     parser.add_argument("--loss-net", default="random", help="'random' (offline default) or vgg19:PATH / vgg16:PATH")
     parser.add_argument("--style-weight", type=float, default=10.0, help="lambda of the training loss")
+    parser.add_argument("--identity-weight", type=float, default=0.0,
+                        help="weight of the identity term |g(f(c)) - c| (0: the paper's loss)")
+    parser.add_argument("--layer", default="relu4_1", help="the encoder layer (relu4_1 in the paper)")
     parser.add_argument("--held-out", default="udnie", help="a style left out of training")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -79,7 +83,8 @@ def main(argv=None) -> int:
     photos, styles, contents = _data(args.preset, args.held_out)
     held = styles.pop(args.held_out if args.preset != "smoke" else sorted(styles)[-1])
     out = pathlib.Path(args.out)
-    config = AdaINConfig(loss_net=args.loss_net, style_weight=args.style_weight)
+    config = AdaINConfig(loss_net=args.loss_net, layer=args.layer, style_weight=args.style_weight,
+                         identity_weight=args.identity_weight)
     model = train_adain(PatchSampler(photos, train.patch_size, train.batch_size, seed=0),
                         PatchSampler(list(styles.values()), train.patch_size, train.batch_size, seed=1),
                         out / "decoder", config, train)
@@ -89,8 +94,10 @@ def main(argv=None) -> int:
     alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
     corners = [styles[n] for n in INTERPOLATION_STYLES if n in styles] or list(styles.values())[:4]
     corners = (corners * 4)[:4]
+    reconstruction = []  # alpha 0 should give the photo back: PSNR of the decoded content features
     for name, image in contents:
         content = crop_to_multiple(resize_longer_side(image, test_size), model.multiple)
+        reconstruction.append(float(psnr(quantise(model.stylise(content, [held], alpha=0.0)), content)))
         image_strip([model.stylise(content, [held], alpha=a) for a in alphas], alphas,
                     report / f"tradeoff_{name}.png", degraded=content, input_caption="content",
                     labels=[f"α = {a:g}" for a in alphas], title=f"AdaIN, unseen style {args.held_out}: content-style trade-off")
@@ -104,11 +111,15 @@ def main(argv=None) -> int:
     losses = [json.loads(line)["loss"] for line in (out / "decoder" / "metrics.jsonl").read_text().splitlines()]
     write_text_atomic(report / "adain.md",
         f"# AdaIN at CPU scale\n\n`python experiments/adain.py --out {args.out} --preset {args.preset} "
-        f"--loss-net {args.loss_net} --style-weight {args.style_weight:g}`\n\n"
+        f"--loss-net {args.loss_net} --style-weight {args.style_weight:g} --identity-weight {args.identity_weight:g} "
+        f"--layer {args.layer}`\n\n"
         f"Decoder trained {train.steps} steps (batch {train.batch_size}, {train.patch_size}-pixel crops, lr {train.lr:g}) "
         f"on {len(photos)} content images and {len(styles)} styles (longer side {style_side}); held out: "
         f"{args.held_out}. Loss {losses[0]:.3g} at the first log, {losses[-1]:.3g} at the last. "
-        f"Wall time {time.perf_counter() - start:.0f} s (training resumed if it was there).\n")
+        f"Wall time {time.perf_counter() - start:.0f} s (training resumed if it was there).\n\n"
+        f"Reconstruction at alpha 0 (the content's own features decoded), PSNR against the content: "
+        + ", ".join(f"{n} {v:.2f} dB" for (n, _), v in zip(contents, reconstruction))
+        + f"; mean {np.mean(reconstruction):.2f} dB.\n")
     print(report)
     return 0
 

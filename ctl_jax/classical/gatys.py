@@ -193,30 +193,14 @@ def _optimizer(spec):
 @functools.partial(jax.jit, static_argnames=("net", "content_layers", "style_layers", "opt", "n"))
 def _run_chunk(z, state, targets, coeffs, *, net, content_layers, style_layers, opt, n):
     """``n`` optimiser steps; returns (z, state, the loss before each step)."""
-    import optax
+    from ctl_jax.classical.descent import scan_steps
 
     optimizer = _optimizer(opt)
 
     def value(params):
         return _total(params, targets, coeffs, net, content_layers, style_layers)
 
-    if opt[0] == "lbfgs":
-        value_and_grad = optax.value_and_grad_from_state(value)
-
-        def step(carry, _):
-            params, st = carry
-            v, g = value_and_grad(params, state=st)
-            updates, st = optimizer.update(g, st, params, value=v, grad=g, value_fn=value)
-            return (optax.apply_updates(params, updates), st), v
-    else:
-        def step(carry, _):
-            params, st = carry
-            v, g = jax.value_and_grad(value)(params)
-            updates, st = optimizer.update(g, st, params)
-            return (optax.apply_updates(params, updates), st), v
-
-    (z, state), values = jax.lax.scan(step, (z, state), None, length=n)
-    return z, state, values
+    return scan_steps(value, optimizer, z, state, n, lbfgs=opt[0] == "lbfgs")
 
 
 @functools.partial(jax.jit, static_argnames=("net", "content_layers", "style_layers"))

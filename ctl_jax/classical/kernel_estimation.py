@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ctl_jax.classical.descent import scan_steps
 from ctl_jax.degradations.bicubic import blur_decimate, gaussian_kernel  # noqa: F401 (re-exported: the synthetic kernels)
 
 MODELS = ("free", "deep_linear")
@@ -113,13 +114,7 @@ def _compiled_fit(model: str, kernel_size: int, scale: int, rate: float, centre_
             return (fit + centre_weight * jnp.sum(jnp.square(_centre_of_mass(k) - centre))
                     + border_weight * jnp.sum(k * border))
 
-        def step(carry, _):
-            params, state = carry
-            loss, grads = jax.value_and_grad(objective)(params)
-            updates, state = optimizer.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), loss
-
-        (params, state), losses = jax.lax.scan(step, (params, state), None, length=log_every)
+        params, state, losses = scan_steps(objective, optimizer, params, state, log_every)
         return params, state, losses[-1]
 
     return run
