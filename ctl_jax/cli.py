@@ -18,6 +18,9 @@ Image optimisation (the image is what is trained; no model folder):
 
     ctl-jax stylize --content photo.jpg --style starry_night.jpg --alphas 0.25 0.5 0.75 --out styled.png
     ctl-jax dream --image photo.jpg --layer relu3_1 --out dream.png
+
+Arbitrary style transfer with an AdaIN decoder (trained by experiments/adain.py):
+
     ctl-jax adain --model runs/adain/decoder --content photo.jpg --style wave.jpg --alpha 0.7 --out adain.png
 
 Configs are Python files whose ``get_config(preset)`` returns a dict (``experiments/``); pick a

@@ -17,8 +17,10 @@ No batch norm (DESIGN.md principle 7: no state that moves with the batch). Its j
 the activations' scale from running away, is done by ProGAN's pixel norm (Karras et al. 2018: each
 pixel's feature vector divided by its root mean square over channels; per sample, no parameters, no
 state). Without it the generator's logits ran to -20 within 100 steps on MNIST, where the output
-sigmoid has no gradient left: every sample black, and training stuck (measured 2026-12-01). ``block_*`` are the mixing points of Dynamic-Net's tuning
-blocks (``ctl_jax.tuners.feature``); FTN transitions every kernel, the transposed ones included.
+sigmoid has no gradient left: every sample black, and training stuck (measured 2026-12-01).
+
+``block_*`` are the mixing points of Dynamic-Net's tuning blocks (``ctl_jax.tuners.feature``); FTN
+transitions every kernel.
 """
 
 from __future__ import annotations
