@@ -16,8 +16,9 @@ covers), runs its conv at the lower resolution, and on XLA:CPU its forward and b
 No batch norm (DESIGN.md principle 7: no state that moves with the batch). Its job in DCGAN, keeping
 the activations' scale from running away, is done by ProGAN's pixel norm (Karras et al. 2018: each
 pixel's feature vector divided by its root mean square over channels; per sample, no parameters, no
-state). Without it the generator's logits ran to -20 within 100 steps on MNIST, where the output
-sigmoid has no gradient left: every sample black, and training stuck (measured 2026-12-01).
+state). Without it, on MNIST, the mean output fell to 0.004 by step 100 and 1e-4 by step 600
+(smallest pixel 1e-20: logits far out where the sigmoid has no gradient left). Every sample was
+black and training was stuck (measured 2026-12-01).
 
 ``block_*`` are the mixing points of Dynamic-Net's tuning blocks (``ctl_jax.tuners.feature``); FTN
 transitions every kernel.
