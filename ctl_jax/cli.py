@@ -509,6 +509,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="resume a run although its training settings (lr, seed, batch or patch size, ...) "
                             "changed; the run's meta records each change in its history")
 
+    def styling_args(p, several: str, alpha_default, alpha_help: str):
+        """--content, --style (repeatable), --style-weights and --alpha | --alphas of stylize and adain
+        (checked by ``_styling_alphas_and_outputs``)."""
+        p.add_argument("--content", required=True, help="content image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
+        p.add_argument("--style", required=True, action="append", help=f"style image (repeat to {several})")
+        p.add_argument("--style-weights", type=float, nargs="+", metavar="W",
+                       help="one weight per --style, normalised to sum to 1 (default: equal)")
+        alpha = p.add_mutually_exclusive_group()
+        alpha.add_argument("--alpha", type=float, default=alpha_default, help=alpha_help)
+        alpha.add_argument("--alphas", type=float, nargs="+", metavar="A",
+                           help="several alphas: writes OUT_alpha<A> per value and OUT_strip (content, results, styles)")
+
     def config_args(p, needs_config=True):
         p.add_argument("--config", required=needs_config,
                        help="experiment file, optionally with a preset: experiments/demo.py[:cpu|paper]")
@@ -623,14 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Optimises an image to keep the content image's features and take the mixed "
                                    "Gram statistics of the style images (ctl_jax.classical.gatys). alpha is the "
                                    "control: 0 keeps the content, 1 is the style's texture alone.")
-    p.add_argument("--content", required=True, help="content image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
-    p.add_argument("--style", required=True, action="append", help="style image (repeat to mix several styles)")
-    p.add_argument("--style-weights", type=float, nargs="+", metavar="W",
-                   help="one weight per --style, normalised to sum to 1 (default: equal)")
-    alpha = p.add_mutually_exclusive_group()
-    alpha.add_argument("--alpha", type=float, help="style/content balance in [0, 1] (default 0.5)")
-    alpha.add_argument("--alphas", type=float, nargs="+", metavar="A",
-                       help="several alphas: writes OUT_alpha<A> per value and OUT_strip (content, results, styles)")
+    styling_args(p, "mix several styles", alpha_default=None, alpha_help="style/content balance in [0, 1] (default 0.5)")
     p.add_argument("--loss-net", default="random", help="random, random:SEED, vgg16:PATH or vgg19:PATH")
     p.add_argument("--steps", type=int, default=200, help="optimiser steps")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
@@ -651,14 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "style images and decodes them (ctl_jax.classical.adain; train a decoder with "
                                    "experiments/adain.py). alpha: 0 the content, 1 the full style.")
     p.add_argument("--model", required=True, help="an AdaIN decoder run folder (experiments/adain.py: OUT/decoder)")
-    p.add_argument("--content", required=True, help="content image (PNG, JPEG, BMP, TIFF; grey, RGB or RGBA)")
-    p.add_argument("--style", required=True, action="append", help="style image (repeat to interpolate styles)")
-    p.add_argument("--style-weights", type=float, nargs="+", metavar="W",
-                   help="one weight per --style, normalised to sum to 1 (default: equal)")
-    alpha = p.add_mutually_exclusive_group()
-    alpha.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off in [0, 1]")
-    alpha.add_argument("--alphas", type=float, nargs="+", metavar="A",
-                       help="several alphas: writes OUT_alpha<A> per value and OUT_strip (content, results, styles)")
+    styling_args(p, "interpolate styles", alpha_default=1.0, alpha_help="content-style trade-off in [0, 1]")
     p.add_argument("--size", type=int, default=512, help="resize every image so its longer side has this many pixels")
     p.add_argument("--out", required=True, help="output image (.png, .jpg, .bmp, .tif); its folder must exist")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

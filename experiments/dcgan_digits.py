@@ -3,10 +3,11 @@
     python experiments/dcgan_digits.py --out runs/dcgan_digits
     python experiments/dcgan_digits.py --out runs/dcgan_digits --preset smoke --mnist FOLDER   # tests
 
-Stage 1 trains a DCGAN (generator ``ctl_jax.nets.dcgan``, VGG-style discriminator, the standard
-GAN loss with an R1 penalty of 1 and instance noise of std 0.1) on the 3s of the MNIST test split (``../shared/data/mnist``, about 1,000 digits). Stage 2
-keeps it frozen and trains, against a fresh discriminator on the 8s, either Dynamic-Net's tuning
-blocks (after ``block_0`` and ``block_1``) or FTN's kernel transitions. Then for each method:
+Stage 1 trains a DCGAN (generator ``ctl_jax.nets.dcgan``, VGG-style discriminator, the standard GAN
+loss with an R1 penalty of 1 and instance noise of std 0.1) on the 3s of the MNIST test split
+(``../shared/data/mnist``, about 1,000 digits). Stage 2 keeps it frozen and trains, against a fresh
+discriminator on the 8s, either Dynamic-Net's tuning blocks (after ``block_0`` and ``block_1``) or
+FTN's kernel transitions. Then for each method:
 
 - ``grid_<method>.png``: 8 fixed latents (rows) across alpha = 0, 0.1, ..., 1 (columns);
 - the fraction of 512 samples per alpha that a digit classifier trained here calls 3 and 8

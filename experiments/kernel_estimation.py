@@ -9,8 +9,9 @@ image and an HR stand-in: the true HR crop (oracle), each frozen SR network's ou
 bicubic up-sampling; free kernels and KernelGAN's deep linear generator. ``--blind-sr DIR`` trains
 (or reuses) a blind SR network in DIR, RDN-small x2 with ``sr_networks.py``'s recipe on
 ``gaussian_blur_lr`` inputs (a random 13x13 anisotropic Gaussian per crop, then decimation), and adds it
-to the ``--sr`` networks. Real: a photo crop taken as the LR image, the last network's output as HR. OUT gets ``kernels.md`` (relative L2 kernel errors, command, wall
-time) and ``kernels.png`` (true and estimated kernels).
+to the ``--sr`` networks. Real: a photo crop taken as the LR image, the last network's output as HR.
+OUT gets ``kernels.md`` (relative L2 kernel errors, command, wall time) and ``kernels.png`` (true and
+estimated kernels).
 """
 
 from __future__ import annotations
@@ -42,19 +43,9 @@ IMAGES = ("baboon", "zebra", "lenna", "monarch")
 
 def train_blind_sr(workdir: pathlib.Path) -> pathlib.Path:
     """RDN-small x2 trained (or reused) in ``workdir`` on randomly blurred, decimated BSDS400 crops."""
-    from ctl_jax.data import PatchSampler, load_folder
-    from ctl_jax.nets.registry import NetworkSpec
-    from ctl_jax.tasks.perceptual_sr import PerceptualSR
-    from ctl_jax.train.loop import TrainConfig
-    from ctl_jax.train.supervised import train_base
-    from experiments.sr_networks import PRESETS
+    from experiments.sr_networks import train_sr_network, training_photos
 
-    preset = PRESETS["cpu"]
-    photos = load_folder(SHARED / "train" / "bsds400", 3, min_size=preset["patch"])
-    train_base(NetworkSpec("rdn", preset["variant"], 3, upscale=2), PerceptualSR(2, "gaussian_blur_lr"),
-               PatchSampler(photos, preset["patch"], preset["batch"], seed=0), workdir,
-               TrainConfig(**preset["train"], batch_size=preset["batch"], patch_size=preset["patch"], log_every=50,
-                           ckpt_every=500, seed=0))
+    train_sr_network("rdn", 2, workdir, training_photos("cpu"), "cpu", downsample="gaussian_blur_lr")
     return workdir
 
 

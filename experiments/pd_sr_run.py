@@ -5,7 +5,8 @@
 
 The same recipe as ``experiments/pd_sr.py`` (stage 1: L1; stage 2: ESRGAN's 1e-2 L1 + 1 perceptual,
 from the task's ``loss_b``, plus 5e-3 RaGAN against a VGG-style discriminator, from the config's
-``adversarial`` entry) with the standard sweep report (PSNR / SSIM on Y across alpha). NIQE, the
+``adversarial`` entry) with the standard sweep report (PSNR / SSIM across alpha, 4 pixels cropped per
+side; RGB in sweep.md, the Y-channel values in sweep.json). NIQE, the
 PD curves, the filter similarity and the colour shift are ``experiments/pd_sr.py``'s; use this file
 to train and apply PD-controllable networks with the command-line tool. Presets: "cpu" (the
 default: FTN and DNI, BSDS400 -> Set14) and "smoke" (seconds, bundled photos; for tests).

@@ -58,6 +58,24 @@ def _test_sets(preset: dict, scale: int) -> dict:
             for name in preset["test"]}
 
 
+def training_photos(preset_name: str) -> list:
+    """The HR training images of a preset: BSDS400, or the bundled pictures for ``smoke``."""
+    if preset_name == "smoke":
+        return bundled_images("train", 3)
+    return load_folder(SHARED / "train" / "bsds400", 3, min_size=PRESETS[preset_name]["patch"])
+
+
+def train_sr_network(net: str, scale: int, workdir, photos, preset_name: str = "cpu",
+                     downsample: str = "bicubic_lr") -> None:
+    """Train (or resume) ``net`` ("rdn", "rrdb", "drn") for x``scale`` in ``workdir`` with the preset's
+    L1 recipe on crops of ``photos``, down-sampled by ``downsample`` (a ``PerceptualSR`` down-sampler)."""
+    preset = PRESETS[preset_name]
+    config = TrainConfig(**preset["train"], batch_size=preset["batch"], patch_size=preset["patch"], log_every=50,
+                         ckpt_every=500, seed=0, progress=preset_name != "smoke")
+    train_base(NetworkSpec(net, preset["variant"], 3, upscale=scale), PerceptualSR(scale, downsample),
+               PatchSampler(photos, preset["patch"], preset["batch"], seed=0), workdir, config)
+
+
 def _inputs(clean: np.ndarray, scale: int) -> dict:
     """{"bicubic": MATLAB bicubic LR, "decimated": every s-th pixel} of one (H, W, 3) image, (1, h, w, 3)."""
     bicubic = PerceptualSR(scale, "bicubic_lr").eval_input(clean, 0.0)[None]
@@ -78,10 +96,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     preset, out = PRESETS[args.preset], pathlib.Path(args.out)
-    photos = (bundled_images("train", 3) if args.preset == "smoke"
-              else load_folder(SHARED / "train" / "bsds400", 3, min_size=preset["patch"]))
-    config = TrainConfig(**preset["train"], batch_size=preset["batch"], patch_size=preset["patch"], log_every=50,
-                         ckpt_every=500, seed=0, progress=args.preset != "smoke")
+    photos = training_photos(args.preset)
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     rows, timings = [], {}
@@ -94,10 +109,8 @@ def main(argv=None) -> int:
                                  psnr=float(np.mean([v[0] for v in values])), ssim=float(np.mean([v[1] for v in values]))))
         for net in preset["nets"]:
             t0 = time.perf_counter()
-            spec = NetworkSpec(net, preset["variant"], 3, upscale=scale)
             workdir = out / f"{net}_x{scale}"
-            train_base(spec, PerceptualSR(scale), PatchSampler(photos, preset["patch"], preset["batch"], seed=0),
-                       workdir, config)
+            train_sr_network(net, scale, workdir, photos, args.preset)
             timings[workdir.name] = time.perf_counter() - t0
             model = load_run(workdir)
             run = lambda x: outputs_over_controls(model, x[0], [0.0])  # (1, H, W, C), 8-bit values
@@ -128,7 +141,8 @@ def main(argv=None) -> int:
         f"`python experiments/sr_networks.py --out {args.out} --preset {args.preset}"
         f"{' --scales ' + ' '.join(map(str, args.scales)) if args.scales else ''}`: {time.perf_counter() - start:.0f} s "
         f"(training {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}; trained runs are reused)", "",
-        f"{config.steps} steps of L1, batch {config.batch_size} of {config.patch_size}-pixel HR crops, lr {config.lr:g}.", "",
+        f"{preset['train']['steps']} steps of L1, batch {preset['batch']} of {preset['patch']}-pixel HR crops, "
+        f"lr {preset['train']['lr']:g}.", "",
         *lines, ""]))
     print(report)
     return 0
